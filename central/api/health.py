@@ -1,0 +1,88 @@
+"""Edges and cameras health board, plus the unauthenticated liveness probe ``/healthz``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select, text
+
+from central.api.deps import iso
+from central.auth import CurrentPrincipal, DbSession, sign_path
+from central.db import Camera, Case, CrowdFigure, Edge, Incident
+
+router = APIRouter(tags=["health"])
+probe_router = APIRouter(tags=["health"])
+
+# An edge that has not been heard from for this long is shown offline whatever its last status said.
+STALE_AFTER = timedelta(seconds=120)
+
+
+def _online(state: str | None, last_seen: datetime | None, now: datetime) -> bool:
+    return state == "online" and last_seen is not None and now - last_seen <= STALE_AFTER
+
+
+@router.get("/edges", summary="Edge boxes: online/offline, last seen, version, last status and heartbeat")
+def edges(request: Request, session: DbSession, principal: CurrentPrincipal) -> dict[str, Any]:
+    now = request.app.state.clock.now()
+    cams = dict(session.execute(select(Camera.edge_id, func.count()).group_by(Camera.edge_id)).all())
+    items = []
+    for e in session.scalars(select(Edge).order_by(Edge.edge_id)):
+        items.append({
+            "edge_id": e.edge_id, "state": e.state, "online": _online(e.state, e.last_seen_at, now),
+            "last_seen_at": iso(e.last_seen_at), "version": e.version, "status": e.status_json,
+            "heartbeat": e.heartbeat_json, "heartbeat_at": iso(e.heartbeat_at), "cameras": cams.get(e.edge_id, 0),
+        })
+    return {"items": items, "total": len(items)}
+
+
+@router.get("/cameras", summary="Cameras: health (fps, last frame, reconnects), open incidents, latest snapshot, "
+            "latest crowd figures")
+def cameras(request: Request, session: DbSession, principal: CurrentPrincipal) -> dict[str, Any]:
+    now = request.app.state.clock.now()
+    edges = {e.edge_id: e for e in session.scalars(select(Edge))}
+    open_incidents = dict(
+        session.execute(select(Incident.camera_id, func.count()).where(Incident.state == "open")
+                        .group_by(Incident.camera_id)).all()
+    )
+    latest_ids = (
+        select(func.max(Case.id).label("id")).where(Case.snapshot_sha256.is_not(None)).group_by(Case.camera_id)
+    ).subquery()
+    snapshots = dict(session.execute(select(Case.camera_id, Case.snapshot_sha256).join(
+        latest_ids, Case.id == latest_ids.c.id)).all())
+    crowd: dict[str, list[dict[str, Any]]] = {}
+    for f in session.scalars(select(CrowdFigure).order_by(CrowdFigure.camera_id, CrowdFigure.zone)):
+        crowd.setdefault(f.camera_id, []).append({
+            "zone": f.zone, "at": iso(f.at), "count": f.count, "density": f.density, "level": f.level,
+        })
+    items = []
+    for c in session.scalars(select(Camera).order_by(Camera.camera_id)):
+        edge = edges.get(c.edge_id or "")
+        snap = snapshots.get(c.camera_id)
+        items.append({
+            "camera_id": c.camera_id, "edge_id": c.edge_id, "name": c.name, "grid_cell": c.grid_cell,
+            "lat": c.lat, "lon": c.lon, "address": c.address, "health": c.health_json, "updated_at": iso(c.updated_at),
+            "edge_online": _online(edge.state, edge.last_seen_at, now) if edge else False,
+            "open_incidents": open_incidents.get(c.camera_id, 0),
+            "latest_snapshot_sha256": snap,
+            "latest_snapshot_url": sign_path(request.app, f"/api/v1/evidence/{snap}") if snap else None,
+            "crowd": crowd.get(c.camera_id, []),
+        })
+    return {"items": items, "total": len(items)}
+
+
+@probe_router.get("/healthz", summary="Liveness: the process answers and the database is reachable")
+def healthz(request: Request) -> JSONResponse:
+    try:
+        with request.app.state.session_factory() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as e:  # noqa: BLE001 - the probe reports any database failure
+        return JSONResponse({"status": "error", "detail": f"database unreachable: {type(e).__name__}"}, 503)
+    ingest = getattr(request.app.state, "ingest", None)
+    mqtt = None
+    if ingest is not None:
+        h = ingest.health()
+        mqtt = {"connected": h.get("connected"), "queued": h.get("queued"), "processed": h.get("processed")}
+    return JSONResponse({"status": "ok", "ingest": mqtt})

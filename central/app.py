@@ -1,0 +1,144 @@
+"""Application composition: ``create_app(config, …) -> FastAPI``.
+
+Routes: the REST API under ``/api/v1`` (central.api), the Open311 facade under ``/open311/v2``, ``/healthz``,
+the dashboard (``central.web.routes.router`` at ``/`` and its static files at ``/static``) when that package is
+present, and self-hosted API docs at ``/docs`` (no CDN). ``app.state`` holds config, session_factory, bus, clock,
+store, url_secret and, while running, webhooks and ingest.
+
+The lifespan starts the webhook dispatcher (when webhooks are configured) and, with ``start_ingest=True``, the MQTT
+ingest; both are stopped on shutdown.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.api import api_router, probe_router
+from central.api.docs import router as docs_router
+from central.api.errors import install_error_handlers
+from central.auth import url_secret_from_env
+from central.clock import Clock, SystemClock
+from central.config import CentralConfig
+from central.db import make_engine, make_session_factory
+from central.events import EventBus
+from central.open311 import router as open311_router
+from central.security import BodySizeLimitMiddleware, CrossOriginWriteGuard, SecurityHeadersMiddleware
+from central.store import EvidenceStore, FileEvidenceStore
+from central.webhooks import WebhookDispatcher
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+OPEN311_PREFIX = "/open311/v2"
+# Multipart framing around an upload of max_upload_bytes; JSON bodies are far smaller.
+BODY_OVERHEAD_BYTES = 256 * 1024
+
+
+def _start_ingest(app: FastAPI) -> Any:
+    """Start central-core's MQTT ingest thread; returns the runner (it has ``stop()``)."""
+    from central import mqtt_ingest
+
+    st = app.state
+    runner = mqtt_ingest.MqttIngest(
+        st.config, session_factory=st.session_factory, bus=st.bus, clock=st.clock, store=st.store
+    )
+    runner.start()
+    return runner
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    st = app.state
+    st.shutting_down = False
+    if st.config.webhooks:
+        st.webhooks = WebhookDispatcher(st.config.webhooks)
+        st.webhooks.attach(st.bus)
+        st.webhooks.start()
+    if st.start_ingest and st.config.mqtt.enabled:
+        st.ingest = _start_ingest(app)
+    try:
+        yield
+    finally:
+        st.shutting_down = True
+        if st.ingest is not None:
+            st.ingest.stop()
+            st.ingest = None
+        if st.webhooks is not None:
+            st.webhooks.stop()
+            st.webhooks = None
+
+
+def _include_web(app: FastAPI) -> bool:
+    """Mount the dashboard when ``central.web.routes`` exists (import errors in it are not hidden)."""
+    if importlib.util.find_spec("central.web") is None or importlib.util.find_spec("central.web.routes") is None:
+        return False
+    from central.web.routes import router as web_router
+
+    app.include_router(web_router)
+    static = Path(__file__).parent / "web" / "static"
+    if static.is_dir():
+        app.mount("/static", StaticFiles(directory=static), name="static")
+    return True
+
+
+def create_app(
+    config: CentralConfig,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+    bus: EventBus | None = None,
+    clock: Clock | None = None,
+    store: EvidenceStore | None = None,
+    start_ingest: bool = False,
+    include_web: bool = True,
+) -> FastAPI:
+    """The central service. Without a ``session_factory`` one is made for ``config.database_url`` (the schema
+    must already be migrated: ``gridwatch-central migrate``)."""
+    app = FastAPI(
+        title="GridWatch central",
+        version="1",
+        summary="Camera incidents → grid-management cases: workflow, SLA, KPIs, Open311 facade.",
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's default pages load Swagger UI from a CDN; central.api.docs serves them locally
+        redoc_url=None,
+    )
+    st = app.state
+    st.config = config
+    st.session_factory = session_factory or make_session_factory(make_engine(config.database_url))
+    st.bus = bus or EventBus()
+    st.clock = clock or SystemClock()
+    st.store = store or FileEvidenceStore(
+        config.evidence_dir, max_bytes=max(config.max_upload_bytes, config.max_snapshot_bytes)
+    )
+    st.url_secret = url_secret_from_env()
+    st.start_ingest = start_ingest
+    st.ingest = None
+    st.webhooks = None
+    st.shutting_down = False
+
+    install_error_handlers(app)
+    app.include_router(probe_router)
+    app.include_router(api_router, prefix=API_PREFIX)
+    app.include_router(open311_router, prefix=OPEN311_PREFIX)
+    app.include_router(docs_router)
+    st.web = _include_web(app) if include_web else False
+
+    # Middleware: the last added runs first (outermost).
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_upload_bytes + BODY_OVERHEAD_BYTES)
+    app.add_middleware(CrossOriginWriteGuard, allowed_origins=config.api.cors_origins)
+    if config.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=config.api.cors_origins, allow_credentials=False,
+            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app

@@ -1,0 +1,248 @@
+"""gridwatch-central: serve | ingest | migrate | create-token | kpis | hotspots.
+
+Every command takes ``--config central.yaml`` (default: $GRIDWATCH_CENTRAL_CONFIG, else built-in defaults) and
+``--database-url`` to override the configured database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from central.config import CentralConfig, CentralConfigError, load_central_config
+
+_REL = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """'7d', '12h', '30m', '2w' (before now) or an ISO 8601 date / datetime (UTC when no offset)."""
+    m = _REL.match(text.strip())
+    if m:
+        return now - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a duration like 7d/12h nor an ISO date") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _load(args: argparse.Namespace) -> CentralConfig:
+    path = args.config or os.environ.get("GRIDWATCH_CENTRAL_CONFIG")
+    cfg = load_central_config(path)
+    if args.database_url:
+        cfg = cfg.model_copy(update={"database_url": args.database_url})
+    return cfg
+
+
+def _session(cfg: CentralConfig):  # type: ignore[no-untyped-def]
+    from central.db import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(cfg.database_url))()
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from central.db import upgrade
+
+    cfg = _load(args)
+    upgrade(cfg.database_url)
+    print(f"database at {_redact(cfg.database_url)} is at the latest schema")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from central.app import create_app
+    from central.db import upgrade
+
+    cfg = _load(args)
+    if not args.no_migrate:
+        upgrade(cfg.database_url)
+    app = create_app(cfg, start_ingest=not args.no_ingest)
+    # An open SSE stream would otherwise hold shutdown forever: give clients 5 s, then close them.
+    uvicorn.run(app, host=args.host or cfg.http_host, port=args.port or cfg.http_port, log_level="info",
+                timeout_graceful_shutdown=5)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """MQTT ingest only (no HTTP): for dedicated ingest instances on a shared subscription."""
+    from central.db import make_engine, make_session_factory, upgrade
+    from central.mqtt_ingest import MqttIngest
+
+    cfg = _load(args)
+    if not args.no_migrate:
+        upgrade(cfg.database_url)
+    runner = MqttIngest(cfg, session_factory=make_session_factory(make_engine(cfg.database_url)))
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    runner.start()
+    print(f"ingesting from {cfg.mqtt.host}:{cfg.mqtt.port} as {cfg.mqtt.client_id}: {cfg.mqtt.topics()}", flush=True)
+    while not done.wait(1.0):
+        pass
+    runner.stop()
+    print(json.dumps(runner.health()), flush=True)
+    return 0
+
+
+def cmd_create_token(args: argparse.Namespace) -> int:
+    from central.tokens import create_token
+
+    cfg = _load(args)
+    with _session(cfg) as s:
+        plaintext, row = create_token(s, args.name, args.role)
+        s.commit()
+        print(f"token {row.id} '{row.name}' role={row.role} (shown once, store it now):", file=sys.stderr)
+        print(plaintext)
+    return 0
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    if pct:
+        return f"{100 * v:.1f}%"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return str(v)
+
+
+def render_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+            for r in rows]
+    return "\n".join(out)
+
+
+def cmd_kpis(args: argparse.Namespace) -> int:
+    from central.analytics import kpis
+    from central.clock import SystemClock
+
+    cfg = _load(args)
+    now = datetime.now(UTC)
+    until = parse_when(args.until, now) if args.until else now
+    since = parse_when(args.since, now)
+    with _session(cfg) as s:
+        rows = kpis(s, since, until, args.group_by, SystemClock(), cfg)
+    if args.json:
+        print(json.dumps({"since": since.isoformat(), "until": until.isoformat(), "rows": rows}, default=str))
+        return 0
+    print(f"KPIs {since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC" + (f" by {args.group_by}" if args.group_by
+                                                                         else ""))
+    headers = ["group", "incidents", "filed", "due", "closed", "on time", "closure", "on-time", "rework",
+               "avg handling h", "avg overtime x"]
+    table = [[str(r["group"]), _fmt(r["incidents"]), _fmt(r["cases_filed"]), _fmt(r["due"]), _fmt(r["closed"]),
+              _fmt(r["on_time"]), _fmt(r["closure_rate"], True), _fmt(r["on_time_rate"], True),
+              _fmt(r["rework_rate"], True), _fmt(r["avg_handling_h"]), _fmt(r["avg_overtime_multiple"])]
+             for r in rows]
+    print(render_table(headers, table))
+    return 0
+
+
+def cmd_hotspots(args: argparse.Namespace) -> int:
+    from central.analytics import hotspots
+
+    cfg = _load(args)
+    now = datetime.now(UTC)
+    until = parse_when(args.until, now) if args.until else now
+    since = parse_when(args.since, now)
+    with _session(cfg) as s:
+        out = hotspots(s, since, until, cfg.timezone, top=args.top)
+    if args.json:
+        print(json.dumps(out, default=str))
+        return 0
+    print(f"Hotspots {since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC ({out['total']} incidents, "
+          f"previous period {out['previous_total']}); hours in {out['timezone']}")
+    print("\nTop locations")
+    print(render_table(["camera", "zone", "type", "count", "grid cell"],
+                       [[x["camera_id"], x["zone"], x["type"], str(x["count"]), x["grid_cell"] or "-"]
+                        for x in out["top_locations"]]))
+    print("\nBusiest zone × hour of day")
+    print(render_table(["camera", "zone", "type", "hour", "count"],
+                       [[x["camera_id"], x["zone"], x["type"], f"{x['hour']:02d}:00", str(x["count"])]
+                        for x in out["by_zone_hour"][: args.top]]))
+    print("\nChange vs previous period")
+    print(render_table(["camera", "zone", "type", "now", "before", "change"],
+                       [[x["camera_id"], x["zone"], x["type"], str(x["count"]), str(x["previous"]),
+                         "new" if x["change_pct"] is None else f"{x['change_pct']:+.0f}%"]
+                        for x in out["change_vs_previous"][: args.top]]))
+    return 0
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gridwatch-central", description=__doc__.split("\n")[0])
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--config", "-c", type=Path, help="central.yaml")
+        sp.add_argument("--database-url", help="override database_url")
+        return sp
+
+    sp = add("serve", "HTTP API + dashboard, with the MQTT ingest")
+    sp.add_argument("--host")
+    sp.add_argument("--port", type=int)
+    sp.add_argument("--no-ingest", action="store_true", help="API only")
+    sp.add_argument("--no-migrate", action="store_true")
+    sp.set_defaults(func=cmd_serve)
+    sp = add("ingest", "MQTT ingest only")
+    sp.add_argument("--no-migrate", action="store_true")
+    sp.set_defaults(func=cmd_ingest)
+    add("migrate", "apply database migrations").set_defaults(func=cmd_migrate)
+    sp = add("create-token", "create an API token (printed once)")
+    sp.add_argument("name")
+    sp.add_argument("--role", required=True, choices=["viewer", "dispatcher", "handler", "admin"])
+    sp.set_defaults(func=cmd_create_token)
+    for name, func, help_ in (("kpis", cmd_kpis, "KPI table for a period"),
+                              ("hotspots", cmd_hotspots, "where and when incidents happen")):
+        sp = add(name, help_)
+        sp.add_argument("--since", default="7d", help="7d, 12h, 2w or an ISO date (default 7d)")
+        sp.add_argument("--until", help="default now")
+        sp.add_argument("--json", action="store_true")
+        if name == "kpis":
+            sp.add_argument("--group-by", choices=["grid_cell", "squad", "camera", "category"])
+        else:
+            sp.add_argument("--top", type=int, default=10)
+        sp.set_defaults(func=func)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except CentralConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except argparse.ArgumentTypeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

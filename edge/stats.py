@@ -1,0 +1,46 @@
+"""Bounded per-stage timing windows: median / p95 without keeping unbounded history."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+
+
+class StageStats:
+    """Keeps the last ``window`` samples (ms) of each named stage; safe to call from several threads."""
+
+    def __init__(self, window: int = 2000):
+        self._window = window
+        self._samples: dict[str, deque[float]] = {}
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, ms: float) -> None:
+        with self._lock:
+            if stage not in self._samples:
+                self._samples[stage] = deque(maxlen=self._window)
+                self._counts[stage] = 0
+            self._samples[stage].append(ms)
+            self._counts[stage] += 1
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """{stage: {"count", "median_ms", "p95_ms", "mean_ms"}} over the current window."""
+        with self._lock:
+            snapshot = {k: (np.array(v), self._counts[k]) for k, v in self._samples.items()}
+        out = {}
+        for stage, (arr, count) in snapshot.items():
+            if len(arr):
+                out[stage] = {
+                    "count": count,
+                    "median_ms": float(np.median(arr)),
+                    "p95_ms": float(np.percentile(arr, 95)),
+                    "mean_ms": float(arr.mean()),
+                }
+        return out
+
+    def reset(self) -> None:
+        with self._lock:
+            self._samples.clear()
+            self._counts.clear()
