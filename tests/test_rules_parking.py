@@ -115,6 +115,19 @@ def test_passing_cars_do_not_refresh_a_departed_cars_spot():
     assert run(engine(), frames) == []
 
 
+def test_untracked_boxes_of_passing_traffic_do_not_hold_open_a_departed_cars_incident():
+    """As on the intersection clip: the parked car is seen driving off (its track leaves the spot), then the
+    next car passes the kerb with low-score boxes the tracker leaves untracked (-1). The incident still closes
+    grace_s after the car was last at its spot."""
+    frames = [(i * 0.5, dets((*PARKED, 7))) for i in range(0, 31)]  # parked 0..15 s → opened at 10 s
+    frames += [(15.5, dets((40, 290, 140, 370, "car", 7))), (16.0, dets((90, 270, 190, 345, "car", 7)))]
+    frames += [(16.5 + i * 0.5, dets()) for i in range(4)]  # gone (out of the zone)
+    frames += [(18.5, dets((25, 300, 125, 380, "car", -1, 0.25))), (19.0, dets((60, 295, 160, 370, "car", -1, 0.3)))]
+    frames += [(19.5 + i * 0.5, dets()) for i in range(10)]
+    events = run(engine(), frames)
+    assert [(t, ev.event) for t, ev in events] == [(10.0, "opened"), (21.0, "closed")]  # last at the spot 15.5 s
+
+
 def test_new_car_parking_on_a_departed_spot_is_timed_from_its_own_arrival():
     parked_a = [(i * 0.5, dets((*PARKED, 1))) for i in range(0, 13)]  # A: 0..6 s
     gone = [(6.5 + i * 0.5, dets()) for i in range(0, 20)]  # 10 s empty (> grace 5 s)

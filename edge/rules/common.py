@@ -8,7 +8,9 @@ through missed detections and id switches for up to ``memory_s`` without a sight
 
 Passing traffic must not keep refreshing an old spot: a detection may join a spot only if it is
 untracked, carries a track id the spot already has, or its track was already at this place at its
-previous sighting (a car that drives through is somewhere else one frame earlier). When the
+previous sighting (a car that drives through is somewhere else one frame earlier). An untracked
+detection may not join a spot whose tracks have all been seen leaving it (the car drove off; a low-score
+box of the next car passing by is not the parked car coming back). When the
 tracker hands a parked car a new or transferred id, the car first gets a fresh spot; once that spot
 has been seen twice at the same place it is merged into the older spot there, which keeps its
 ``started_at``, so the dwell timer continues.
@@ -92,6 +94,9 @@ class StationaryMemory:
             ratio = sizes[None, :] / spot_sizes[:, None]
             allowed = (dist <= self.tolerance) & (ratio >= 1 / MAX_SIZE_RATIO) & (ratio <= MAX_SIZE_RATIO)
             free = (track_ids < 0) | local  # may join any spot; others only a spot that already has their id
+            for i, spot in enumerate(self.spots):
+                if self._departed(spot):
+                    allowed[i, track_ids < 0] = False
             for i, di in np.argwhere(allowed & ~free[None, :]):
                 if int(track_ids[di]) not in self.spots[i].track_ids:
                     allowed[i, di] = False
@@ -150,6 +155,10 @@ class StationaryMemory:
             & (ratio >= 1 / MAX_SIZE_RATIO) & (ratio <= MAX_SIZE_RATIO)
             & ~(visible[:, None] & visible[None, :])
         )
+        # a spot of untracked sightings never continues a spot whose car was seen driving away
+        departed = np.array([self._departed(s) for s in spots])
+        untracked = np.array([not s.track_ids for s in spots])
+        cand &= ~(untracked[:, None] & departed[None, :])
         if not cand.any():
             return seen
         merged: set[int] = set()
@@ -185,6 +194,13 @@ class StationaryMemory:
         s.hits += 1
         if track_id >= 0 and int(track_id) not in s.track_ids:
             s.track_ids.append(int(track_id))
+
+    def _departed(self, spot: Spot) -> bool:
+        """Every track the spot has known was last seen away from it: the object has left."""
+        last = [self._last[t] for t in spot.track_ids if t in self._last]
+        return bool(last) and all(
+            np.linalg.norm(o.anchor - spot.ref) > self.tolerance * spot.size for o in last
+        )
 
     def _track_is_local(self, anchors: np.ndarray, sizes: np.ndarray, track_ids: np.ndarray, now: float) -> np.ndarray:
         """Per detection: was its track already here (within tolerance) at its previous sighting?
