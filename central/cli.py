@@ -130,14 +130,18 @@ def render_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def _period(args: argparse.Namespace) -> tuple[datetime, datetime]:
+    """--since / --until (absolute or relative such as 7d) → (since, until), until defaulting to now."""
+    now = datetime.now(UTC)
+    return parse_when(args.since, now), parse_when(args.until, now) if args.until else now
+
+
 def cmd_kpis(args: argparse.Namespace) -> int:
     from central.analytics import kpis
     from central.clock import SystemClock
 
     cfg = _load(args)
-    now = datetime.now(UTC)
-    until = parse_when(args.until, now) if args.until else now
-    since = parse_when(args.since, now)
+    since, until = _period(args)
     with _session(cfg) as s:
         rows = kpis(s, since, until, args.group_by, SystemClock(), cfg)
     if args.json:
@@ -159,9 +163,7 @@ def cmd_hotspots(args: argparse.Namespace) -> int:
     from central.analytics import hotspots
 
     cfg = _load(args)
-    now = datetime.now(UTC)
-    until = parse_when(args.until, now) if args.until else now
-    since = parse_when(args.since, now)
+    since, until = _period(args)
     with _session(cfg) as s:
         out = hotspots(s, since, until, cfg.timezone, top=args.top)
     if args.json:

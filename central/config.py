@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from edge.config import TlsConfig
+from edge.config import TlsConfig, parse_days
 from edge.yamlconfig import ConfigError, Strict, read_yaml, validate_document
 
 
@@ -72,7 +72,6 @@ class CentralMqttConfig(Strict):
 
 
 _PERIOD = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
-_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 def parse_period(text: str) -> tuple[time, time]:
@@ -90,21 +89,8 @@ def parse_period(text: str) -> tuple[time, time]:
 
 
 def parse_workdays(text: str) -> set[int]:
-    """'mon-fri' or 'mon,wed,sat' or 'mon-fri,sun' → set of weekday numbers (Monday = 0)."""
-    days: set[int] = set()
-    for part in text.lower().replace(" ", "").split(","):
-        if not part:
-            continue
-        if "-" in part:
-            a, b = part.split("-", 1)
-            if a not in _DAYS or b not in _DAYS:
-                raise ValueError(f"workdays {text!r}: unknown day in {part!r}")
-            i, j = _DAYS.index(a), _DAYS.index(b)
-            days.update(range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)])
-        elif part in _DAYS:
-            days.add(_DAYS.index(part))
-        else:
-            raise ValueError(f"workdays {text!r}: unknown day {part!r}")
+    """'mon-fri' or 'mon,wed,sat' or 'mon-fri,sun' → set of weekday numbers (Monday = 0); the edge's day syntax."""
+    days = parse_days(text)
     if not days:
         raise ValueError("workdays must name at least one day")
     return days
