@@ -109,6 +109,11 @@ class DetectorConfig(Strict):
         None, description="Class names for a custom model whose file carries none (index = class id)."
     )
     nms_iou: float = Field(0.45, gt=0, le=1)
+    max_batch: int = Field(
+        4, ge=1, le=64,
+        description="Most images (frames or tiles) per forward pass. Larger batches gain nothing on a CPU and the "
+        "network keeps activations for the largest batch it has seen (SSD: ~40 MiB per image).",
+    )
     min_box_area: float = Field(0.0, ge=0, le=1, description="Fraction of the frame area.")
     max_box_area: float = Field(1.0, gt=0, le=1, description="Fraction of the frame area.")
     tiling: TilingConfig = TilingConfig()

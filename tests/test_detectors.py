@@ -118,3 +118,28 @@ def test_per_camera_tiling_in_one_batch(media_dir):
     assert (tiled.class_names == "person").sum() > (plain.class_names == "person").sum()
     with pytest.raises(DetectorError, match="2 images but 1 tiling"):
         det.detect_batch([frame, frame], [None])
+
+
+@pytest.mark.slow
+def test_forward_passes_are_capped_at_max_batch(media_dir):
+    """16 cameras with tiling would be 80 images in one pass (GBs of activations); passes stay at max_batch and
+    every image still gets its own detections, in order."""
+    from edge.config import TilingConfig
+
+    frames = []
+    for name in ("traffic_intersection_cctv_1.mp4", "crowd_plaza_1.mp4"):
+        cap = cv2.VideoCapture(str(clip(name)))
+        ok, frame = cap.read()
+        assert ok
+        frames.append(frame)
+    det = build_detector(DetectorConfig(score_threshold=0.3, max_batch=3))
+    sizes = []
+    real = det.backend.detect_batch
+    det.backend.detect_batch = lambda imgs: sizes.append(len(imgs)) or real(imgs)
+    out = det.detect_batch(frames * 2, [TilingConfig(enabled=True), None] * 2)  # 5 + 1 + 5 + 1 images
+    assert sizes == [3, 3, 3, 3]
+    solo = [det.detect_batch([f], [t])[0] for f, t in zip(frames * 2, [TilingConfig(enabled=True), None] * 2,
+                                                          strict=True)]
+    for a, b in zip(out, solo, strict=True):
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.5)
+    assert (out[0].class_names == "car").sum() >= 2 and len(out[1]) > 0

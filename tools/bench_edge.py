@@ -3,6 +3,7 @@
     .venv/bin/python tools/bench_edge.py --cameras 16 --seconds 60            # sample clips as live files
     .venv/bin/python tools/bench_edge.py --cameras 4 --seconds 60 --source rtsp   # the clips over a real RTSP server
     .venv/bin/python tools/bench_edge.py --cameras 1 --seconds 60 --mqtt      # + rules/incidents → Mosquitto, latency
+    .venv/bin/python tools/bench_edge.py --cameras 16 --detect-fps 1 --tiling --source rtsp   # IP-camera-like
 
 Cameras replay the sample clips in real time (looping), like live cameras. Prints, per stage, median and
 p95 ms; analysed frames/s in total; CPU% and peak RSS (with the RSS trend to show memory stays flat);
@@ -32,7 +33,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.config import EdgeConfig, parse_config  # noqa: E402
+from edge.config import EdgeConfig, TilingConfig, parse_config  # noqa: E402
 from edge.detectors import build_detector  # noqa: E402
 from edge.worker import EdgeWorker  # noqa: E402
 
@@ -66,13 +67,15 @@ BENCH_ZONES = {
 }
 
 
-def build_config(n: int, urls: list[str], detect_fps: float, workdir: Path, mqtt_port: int | None) -> EdgeConfig:
+def build_config(n: int, urls: list[str], detect_fps: float, workdir: Path, mqtt_port: int | None,
+                 tiling: bool = False, decode: str = "auto") -> EdgeConfig:
     cams = []
     for i in range(n):
         clip = CLIPS[i % len(CLIPS)]
         cams.append({
             "id": f"bench-{i:02d}", "url": urls[i % len(urls)], "detect_fps": detect_fps,
-            "playback": "realtime", "loop": True, "zones": BENCH_ZONES[clip],
+            "playback": "realtime", "loop": True, "zones": BENCH_ZONES[clip], "decode": decode,
+            **({"tiling": {"enabled": True}} if tiling else {}),
         })
     doc = {
         "edge_id": "edge-bench",
@@ -135,14 +138,15 @@ def sample_frames(per_clip: int = 8) -> list[np.ndarray]:
     return frames
 
 
-def detector_only(detector, frames: list[np.ndarray], batch_sizes: list[int], seconds: float) -> float:
-    """Frames/s of detect_batch alone on real frames, with the batch sizes the pipeline used."""
+def detector_only(detector, frames: list[np.ndarray], batch_sizes: list[int], seconds: float,
+                  tiling: TilingConfig | None = None) -> float:
+    """Frames/s of detect_batch alone on real frames, with the batch sizes (and tiling) the pipeline used."""
     done, i, start = 0, 0, time.perf_counter()
     sizes = batch_sizes or [1]
     while time.perf_counter() - start < seconds:
         b = sizes[i % len(sizes)]
         batch = [frames[(done + k) % len(frames)] for k in range(b)]
-        detector.detect_batch(batch)
+        detector.detect_batch(batch, [tiling] * b)
         done += b
         i += 1
     return done / (time.perf_counter() - start)
@@ -156,6 +160,9 @@ def main() -> int:
                     help="per camera; the default asks for more than 2 cores can detect, so the ratio is meaningful")
     ap.add_argument("--source", choices=["file", "rtsp"], default="file")
     ap.add_argument("--mqtt", action="store_true", help="publish incidents to a local Mosquitto; report latency")
+    ap.add_argument("--tiling", action="store_true", help="2x2 tiling on every camera (about 5x the inference)")
+    ap.add_argument("--decode", choices=["auto", "all", "keyframes"], default="auto",
+                    help="camera decode mode; auto uses keyframes-only where the stream's GOP allows it")
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = ap.parse_args()
@@ -169,7 +176,7 @@ def main() -> int:
         mqtt_port = None
         if args.mqtt:
             broker, mqtt_port = start_mosquitto(workdir)
-        cfg = build_config(args.cameras, urls, args.detect_fps, workdir, mqtt_port)
+        cfg = build_config(args.cameras, urls, args.detect_fps, workdir, mqtt_port, args.tiling, args.decode)
         detector = build_detector(cfg.detector)
         publisher, ack_latency = None, []
         pending_capture: dict[str, float] = {}
@@ -201,6 +208,7 @@ def main() -> int:
         frames0 = worker.counters["frames_analyzed"]
         batch_sizes.clear()
         proc.cpu_percent(None)
+        psutil.cpu_percent(None)
         rss = []
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < args.seconds:
@@ -208,6 +216,7 @@ def main() -> int:
             rss.append(proc.memory_info().rss / 2**20)
         elapsed = time.perf_counter() - t0
         cpu = proc.cpu_percent(None)
+        machine_cpu = psutil.cpu_percent(None) * psutil.cpu_count()  # incl. ffmpeg children and RTSP servers
         analysed = worker.counters["frames_analyzed"] - frames0
         stages = worker.stats.summary()
         health = worker.health()
@@ -217,7 +226,8 @@ def main() -> int:
 
         pipeline_fps = analysed / elapsed
         frames = sample_frames()
-        det_fps = detector_only(detector, frames, batch_sizes, min(args.seconds, 20))
+        det_fps = detector_only(detector, frames, batch_sizes, min(args.seconds, 20),
+                                TilingConfig(enabled=True) if args.tiling else None)
         decoded = sum(h.get("frames_decoded", 0) for h in health)
         dropped = sum(h.get("frames_dropped", 0) for h in health)
         result = {
@@ -230,9 +240,13 @@ def main() -> int:
             "ratio_to_achievable": round(pipeline_fps / min(det_fps, args.cameras * args.detect_fps), 3)
             if det_fps else None,
             "mean_batch": round(statistics.mean(batch_sizes), 2) if batch_sizes else 0,
-            "cpu_percent": round(cpu, 1), "peak_rss_mb": round(max(rss), 1),
+            "cpu_percent": round(cpu, 1), "machine_cpu_percent": round(machine_cpu, 1),
+            "peak_rss_mb": round(max(rss), 1),
             "rss_first_10s_mb": round(statistics.mean(rss[:10]), 1),
             "rss_last_10s_mb": round(statistics.mean(rss[-10:]), 1),
+            # mean RSS of each tenth of the run: a leak climbs steadily, allocator warm-up levels off
+            "rss_trend_mb": [round(float(part.mean()), 1) for part in np.array_split(np.array(rss), 10) if len(part)],
+            "decode_modes": sorted({str(h.get("decode")) for h in health}),
             "frames_decoded": decoded, "frames_dropped_latest_only": dropped,
             "incidents": {k: v for k, v in worker.counters.items() if k.startswith("incident_")},
         }
@@ -263,9 +277,12 @@ def print_report(r: dict) -> None:
     print(f"detector-only frames/s, same frames and batch sizes: {r['detector_only_fps']}")
     print(f"ratio pipeline / detector-only: {r['ratio']}   (cameras ask for {r['demand_fps']:g} frames/s; "
           f"pipeline / min(asked, detector-only) = {r['ratio_to_achievable']})")
-    print(f"CPU: {r['cpu_percent']}%  peak RSS: {r['peak_rss_mb']} MiB  "
+    print(f"CPU: {r['cpu_percent']}% this process, {r['machine_cpu_percent']}% whole machine  "
+          f"peak RSS: {r['peak_rss_mb']} MiB  "
           f"(RSS first 10 s {r['rss_first_10s_mb']} MiB → last 10 s {r['rss_last_10s_mb']} MiB)")
-    print(f"frames decoded {r['frames_decoded']}, dropped by latest-frame {r['frames_dropped_latest_only']}")
+    print(f"RSS trend (MiB, mean of each tenth of the run): {r['rss_trend_mb']}")
+    print(f"frames decoded {r['frames_decoded']}, dropped by latest-frame {r['frames_dropped_latest_only']}; "
+          f"decode modes {r['decode_modes']}")
     print(f"incident events: {r['incidents']}")
     if "capture_to_puback_ms" in r:
         lat = r["capture_to_puback_ms"]

@@ -45,9 +45,12 @@ class ConfiguredDetector(BaseDetector):
                 for x1, y1, x2, y2 in windows_for(img, tiling):
                     crops.append(img[y1:y2, x1:x2])
                     owners.append((i, (x1, y1, x2, y2)))
-        found = self.backend.detect_batch(crops)
-        for stage, ms in self.backend.last_timings.items():
-            self.last_timings[stage] = self.last_timings.get(stage, 0.0) + ms
+        found: list[Detections] = []
+        step = self.cfg.max_batch
+        for start in range(0, len(crops), step):  # bounded forward passes: memory stays flat with many cameras
+            found += self.backend.detect_batch(crops[start:start + step])
+            for stage, ms in self.backend.last_timings.items():
+                self.last_timings[stage] = self.last_timings.get(stage, 0.0) + ms
         with self._timed("postprocess"):
             parts: list[list[tuple[Window, Detections]]] = [[] for _ in images]
             for (i, window), dets in zip(owners, found, strict=True):
