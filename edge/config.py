@@ -353,6 +353,12 @@ class CameraSettings(Strict):
     decode: Literal["auto", "all", "keyframes"] = Field(
         "auto", description="'auto' skips non-key frames when that still meets detect_fps."
     )
+    reader_nice: int = Field(
+        10, ge=0, le=19,
+        description="Linux nice value of this camera's reader (decode) thread. Readers need little CPU but must "
+        "not preempt the shared detector: measured with 16 cameras on 2 cores, nice 10 raised analysed frames/s "
+        "by about a fifth. 0 = same priority as the detector.",
+    )
 
 
 class CameraConfig(CameraSettings):

@@ -6,9 +6,11 @@ RTSP behaviour against a real gst-rtsp-server is in tests/test_rtsp_sources.py.
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -231,3 +233,23 @@ def test_http_mjpeg_stream():
     assert frames[0].image.shape == (360, 480, 3)
     assert health.state == "online" and health.decode == "all"
     assert 7 <= health.input_fps <= 13  # the clip is 10 fps
+
+
+def test_reader_threads_run_at_the_configured_nice_value():
+    """Decoders must yield the CPU to the shared detector (see CameraSettings.reader_nice)."""
+
+    def nice_of(source: CameraSource) -> int:
+        stat = Path(f"/proc/self/task/{source._thread.native_id}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[16])  # field 19 of proc(5), counted after the comm field
+
+    sources = [CameraSource(CameraConfig(id=f"n{n}", url=str(TRAFFIC), playback="realtime", reader_nice=n))
+               for n in (0, 10)]
+    for s in sources:
+        s.start()
+    try:
+        assert all(s.read(10) is not None for s in sources)
+        base = os.getpriority(os.PRIO_PROCESS, 0)  # CI may itself run niced
+        assert [nice_of(s) for s in sources] == [base, max(base, 10)]
+    finally:
+        for s in sources:
+            s.stop()

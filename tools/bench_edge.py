@@ -246,7 +246,7 @@ def main() -> int:
             "rss_last_10s_mb": round(statistics.mean(rss[-10:]), 1),
             # mean RSS of each tenth of the run: a leak climbs steadily, allocator warm-up levels off
             "rss_trend_mb": [round(float(part.mean()), 1) for part in np.array_split(np.array(rss), 10) if len(part)],
-            "decode_modes": sorted({str(h.get("decode")) for h in health}),
+            "decode_modes": {m: sum(1 for h in health if h.get("decode") == m) for m in ("all", "keyframes")},
             "frames_decoded": decoded, "frames_dropped_latest_only": dropped,
             "incidents": {k: v for k, v in worker.counters.items() if k.startswith("incident_")},
         }

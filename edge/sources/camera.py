@@ -10,7 +10,9 @@ forces a restart.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import sys
 import threading
 import time
 
@@ -30,6 +32,16 @@ log = logging.getLogger(__name__)
 AUTO_OBSERVE_MIN_S = 6.0
 # A keyframe gap may exceed the sampling period by this much and still count as meeting detect_fps.
 KEYFRAME_SLACK_S = 0.05
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Give the calling thread a nice value (Linux schedules threads individually; elsewhere this does nothing)."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError as e:  # e.g. a container that forbids it: run at normal priority
+        log.debug("cannot lower reader thread priority: %s", e)
 
 
 class CameraSource:
@@ -146,6 +158,7 @@ class CameraSource:
         return OpenCvCapture(self.url, self.camera)
 
     def _run(self) -> None:
+        lower_thread_priority(self.camera.reader_nice)
         backoff = Backoff(self.camera.reconnect_min_s, self.camera.reconnect_max_s)
         count_attempt = False
         while not self._stop.is_set():
