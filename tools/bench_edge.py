@@ -163,6 +163,7 @@ def main() -> int:
     ap.add_argument("--tiling", action="store_true", help="2x2 tiling on every camera (about 5x the inference)")
     ap.add_argument("--decode", choices=["auto", "all", "keyframes"], default="auto",
                     help="camera decode mode; auto uses keyframes-only where the stream's GOP allows it")
+    ap.add_argument("--max-batch", type=int, help="detector.max_batch (images per forward pass); default: config's")
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = ap.parse_args()
@@ -177,6 +178,8 @@ def main() -> int:
         if args.mqtt:
             broker, mqtt_port = start_mosquitto(workdir)
         cfg = build_config(args.cameras, urls, args.detect_fps, workdir, mqtt_port, args.tiling, args.decode)
+        if args.max_batch:
+            cfg.detector.max_batch = args.max_batch
         detector = build_detector(cfg.detector)
         publisher, ack_latency = None, []
         pending_capture: dict[str, float] = {}
