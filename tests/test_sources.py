@@ -253,3 +253,30 @@ def test_reader_threads_run_at_the_configured_nice_value():
     finally:
         for s in sources:
             s.stop()
+
+
+def test_a_camera_that_hangs_while_opening_does_not_delay_other_cameras():
+    """An RTSP server that accepts the connection and never answers holds its camera in open() until
+    open_timeout_s; another camera must open meanwhile. (OpenCV opens every capture under one process-wide
+    lock, so the RTSP preflight check must find the silent server before OpenCV is called.)"""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    hanging = CameraSource(CameraConfig(id="silent", url=f"rtsp://127.0.0.1:{silent.getsockname()[1]}/x",
+                                        open_timeout_s=8, read_timeout_s=8))
+    healthy = CameraSource(CameraConfig(id="ok", url=str(TRAFFIC), playback="realtime"))
+    hanging.start()
+    try:
+        time.sleep(0.5)  # the hanging camera is now inside open()
+        assert hanging.health.state == "connecting"
+        t0 = time.monotonic()
+        healthy.start()
+        assert healthy.read(5) is not None
+        assert time.monotonic() - t0 < 3.0
+        assert hanging.health.state == "connecting"  # still waiting for the silent server
+    finally:
+        healthy.stop()
+        hanging.stop()
+        silent.close()

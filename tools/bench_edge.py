@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import socket
 import statistics
@@ -166,7 +167,9 @@ def main() -> int:
     ap.add_argument("--max-batch", type=int, help="detector.max_batch (images per forward pass); default: config's")
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
+    ap.add_argument("--log", default="WARNING", help="log level for the worker (INFO shows decode decisions)")
     args = ap.parse_args()
+    logging.basicConfig(level=args.log.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     workdir = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     servers, broker = [], None

@@ -12,7 +12,6 @@ Zones are filled translucent in their type's colour and labelled "name (type)".
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,8 +33,7 @@ class PreviewError(RuntimeError):
 
 def grab_frame(url: str, at_s: float = 0.0, timeout_s: float = 15.0) -> np.ndarray:
     """One BGR frame from ``url`` (file, rtsp://, http(s)://, device index), ``at_s`` seconds in."""
-    if url.startswith(("rtsp://", "rtsps://")):
-        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+    # RTSP: OpenCV asks for TCP transport by default (rtsp_flags=prefer_tcp)
     source: str | int = int(url) if url.isdigit() else url
     if is_local_path(url) and not Path(url).exists():
         raise PreviewError(f"file not found: {url}")

@@ -83,6 +83,7 @@ class CameraSource:
         self._decode: str | None = {"all": "all", "keyframes": "keyframes"}.get(camera.decode)
         self._key_pts: list[float] = []
         self._observe_start = 0.0
+        self._observe_pts0: float | None = None  # stream time of the first frame seen while observing
 
     # ------------------------------------------------------------------ public API
 
@@ -154,7 +155,7 @@ class CameraSource:
         if self._decode == "keyframes":
             return FfmpegKeyframeCapture(self.url, self.camera)
         self._key_pts = []
-        self._observe_start = time.monotonic()
+        self._observe_pts0 = None
         return OpenCvCapture(self.url, self.camera)
 
     def _run(self) -> None:
@@ -299,7 +300,15 @@ class CameraSource:
         return gap <= self.period + KEYFRAME_SLACK_S and gap < self._stall_after / 2
 
     def _observe_keyframes(self, cap: Capture, pts: float, now: float) -> bool:
-        """decode=auto on a live stream: switch to keyframe-only decoding if keyframes meet detect_fps."""
+        """decode=auto on a live stream: switch to keyframe-only decoding if keyframes meet detect_fps.
+
+        Judged on the stream's own clock: a reader that starts slowly on a busy box sees less of the stream in
+        the same wall time, and must not settle on decoding everything because of that.
+        """
+        if self._observe_pts0 is None:
+            self._observe_pts0, self._observe_start = pts, now
+        span = pts - self._observe_pts0
+        window = max(AUTO_OBSERVE_MIN_S, 3 * self.period)
         if cap.is_keyframe:
             self._key_pts.append(pts)
         gaps = [b - a for a, b in zip(self._key_pts, self._key_pts[1:], strict=False)]
@@ -307,10 +316,10 @@ class CameraSource:
             self._decode = "all"
         elif shutil.which("ffmpeg") is None:
             self._decode = "all"  # keyframe-only decoding runs through the ffmpeg binary
-        elif len(gaps) >= 2 and now - self._observe_start >= min(AUTO_OBSERVE_MIN_S, 3 * self.period):
+        elif len(gaps) >= 2 and span >= min(AUTO_OBSERVE_MIN_S, 3 * self.period):
             self._decode = "keyframes"
-        elif now - self._observe_start > max(AUTO_OBSERVE_MIN_S, 3 * self.period):
-            self._decode = "all"  # keyframes too sparse to even see two gaps
+        elif span > window or now - self._observe_start > 4 * window:
+            self._decode = "all"  # keyframes too sparse to even see two gaps (or a stream clock that stands still)
         if self._decode is not None:
             log.info("camera %s: decode=auto, keyframe gaps %s -> %s", self.camera.id, gaps, self._decode)
         return self._decode == "keyframes"

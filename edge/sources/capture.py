@@ -9,6 +9,7 @@ the last grabbed frame, ``close()``, and ``interrupt()`` (callable from another 
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import re
@@ -16,6 +17,8 @@ import shutil
 import subprocess
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import cv2
@@ -23,13 +26,56 @@ import numpy as np
 
 from edge.config import CameraSettings
 from edge.redact import mask_url
-from edge.sources.diagnose import explain_open_failure
+from edge.sources.diagnose import explain_open_failure, rtsp_preflight
 from edge.sources.urls import SourceKind, file_path, scrub, source_kind
 
-# OPENCV_FFMPEG_CAPTURE_OPTIONS is read from the environment while a capture opens; cameras may differ
-# (tcp/udp), so opens are serialized while the variable is set.
-_ENV_LOCK = threading.Lock()
+log = logging.getLogger(__name__)
 _OPTIONS_VAR = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+class _OptionsGate:
+    """OpenCV reads its FFmpeg options from one process-wide environment variable while a capture opens.
+
+    With the variable unset OpenCV asks RTSP servers for TCP (``rtsp_flags=prefer_tcp``), which is our default,
+    so those opens (and files) run concurrently: a camera that takes open_timeout_s to fail never delays the
+    others. An open that needs other options (UDP transport) sets the variable and runs alone.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        if os.environ.pop(_OPTIONS_VAR, None) is not None:
+            log.warning("%s is ignored: set rtsp_transport per camera in cameras.yaml", _OPTIONS_VAR)
+
+    @contextmanager
+    def default_options(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def options(self, value: str) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
+            self._exclusive = True
+        os.environ[_OPTIONS_VAR] = value
+        try:
+            yield
+        finally:
+            os.environ.pop(_OPTIONS_VAR, None)
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+_OPTIONS_GATE = _OptionsGate()
 
 
 class CaptureError(RuntimeError):
@@ -73,17 +119,14 @@ class OpenCvCapture:
             cap = cv2.VideoCapture(target, cv2.CAP_V4L2)
         else:
             target = str(file_path(self.url)) if self.kind == "file" else self.url
-            options = f"rtsp_transport;{self.settings.rtsp_transport}" if self.kind == "rtsp" else ""
-            with _ENV_LOCK:
-                previous = os.environ.get(_OPTIONS_VAR)
-                os.environ[_OPTIONS_VAR] = options
-                try:
-                    cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, self._timeouts())
-                finally:
-                    if previous is None:
-                        os.environ.pop(_OPTIONS_VAR, None)
-                    else:
-                        os.environ[_OPTIONS_VAR] = previous
+            if self.kind == "rtsp":
+                problem = rtsp_preflight(self.url, self.settings.open_timeout_s)
+                if problem:
+                    raise CaptureError(problem)
+            udp = self.kind == "rtsp" and self.settings.rtsp_transport == "udp"
+            gate = _OPTIONS_GATE.options("rtsp_transport;udp") if udp else _OPTIONS_GATE.default_options()
+            with gate:
+                cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, self._timeouts())
         if not cap.isOpened():
             cap.release()
             raise CaptureError(explain_open_failure(self.url, min(self.settings.open_timeout_s, 5.0)))

@@ -59,23 +59,56 @@ def _connect(host: str, port: int, timeout_s: float) -> socket.socket | str:
         return f"cannot reach {host}:{port}: {e.strerror or e}"
 
 
-def _rtsp_reason(url: str, timeout_s: float) -> str:
-    masked = mask_url(url)
+def _rtsp_status(url: str, method: str, timeout_s: float) -> tuple[bool, str]:
+    """Send one RTSP request: (True, status line) or (False, why there was no answer). Credentials go as Basic."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 554
-    if parts.scheme.lower() == "rtsps":
-        return f"could not open {masked} (RTSPS/TLS stream; check the server certificate and credentials)"
     conn = _connect(host, port, timeout_s)
     if isinstance(conn, str):
-        return f"could not open {masked}: {conn}"
+        return False, conn
     clean = parts._replace(netloc=f"{host}:{port}").geturl()
-    lines = [f"DESCRIBE {clean} RTSP/1.0", "CSeq: 1", "Accept: application/sdp", "User-Agent: gridwatch-diagnose"]
+    lines = [f"{method} {clean} RTSP/1.0", "CSeq: 1", "User-Agent: gridwatch"]
+    if method == "DESCRIBE":
+        lines.append("Accept: application/sdp")
     if parts.username is not None:
         token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
         lines.append(f"Authorization: Basic {token}")
     with contextlib.closing(conn):
-        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        status = conn.recv(4096).decode("latin-1", "replace").split("\r\n", 1)[0].strip()
+        try:
+            conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            status = conn.recv(4096).decode("latin-1", "replace").split("\r\n", 1)[0].strip()
+        except TimeoutError:
+            return False, f"{host}:{port} accepted the connection but sent no RTSP answer within {timeout_s:g} s"
+        except OSError as e:
+            return False, f"connection to {host}:{port} failed: {e.strerror or e}"
+    if not status.startswith("RTSP/"):
+        return False, f"{host}:{port} is not an RTSP server (answered {status[:60]!r})"
+    return True, status
+
+
+def rtsp_preflight(url: str, timeout_s: float) -> str | None:
+    """None when an RTSP server answers at the URL's host and port, else the reason (credentials masked).
+
+    Run before OpenCV opens a stream: OpenCV holds one process-wide lock while it opens any capture, so an
+    unreachable or silent camera would otherwise stall every other camera's (re)connect for open_timeout_s.
+    """
+    if urlsplit(url).scheme.lower() == "rtsps":
+        return None  # TLS: let FFmpeg do the handshake
+    try:
+        ok, detail = _rtsp_status(url, "OPTIONS", timeout_s)
+    except Exception as e:  # a check must never take the reader down; OpenCV will try and report
+        return scrub(f"could not check {mask_url(url)} ({type(e).__name__}: {e})", url)
+    return None if ok else f"could not open {mask_url(url)}: {detail}"
+
+
+def _rtsp_reason(url: str, timeout_s: float) -> str:
+    masked = mask_url(url)
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "rtsps":
+        return f"could not open {masked} (RTSPS/TLS stream; check the server certificate and credentials)"
+    ok, status = _rtsp_status(url, "DESCRIBE", timeout_s)
+    if not ok:
+        return f"could not open {masked}: {status}"
     code = status.split(" ")[1] if status.startswith("RTSP/") and len(status.split(" ")) > 1 else ""
     if code == "401":
         who = "no credentials given" if parts.username is None else "wrong username or password"
