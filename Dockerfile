@@ -24,6 +24,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
 WORKDIR /var/lib/gridwatch
+# the example cameras.yaml / central.yaml keep their data under ${GRIDWATCH_VAR_DIR:-var} (a volume here),
+# not next to the read-only mounted config
+ENV GRIDWATCH_VAR_DIR=/var/lib/gridwatch/var
 USER gridwatch
 ENTRYPOINT ["/usr/bin/tini", "--"]
 

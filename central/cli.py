@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from central.config import CentralConfig, CentralConfigError, load_central_config
 
 _REL = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
@@ -102,9 +104,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_create_token(args: argparse.Namespace) -> int:
     from central.tokens import create_token
 
+    name = args.name or args.name_option
+    if not name:
+        raise argparse.ArgumentTypeError("create-token needs a NAME (positional or --name), e.g. ops-desk")
     cfg = _load(args)
     with _session(cfg) as s:
-        plaintext, row = create_token(s, args.name, args.role)
+        plaintext, row = create_token(s, name, args.role)
         s.commit()
         print(f"token {row.id} '{row.name}' role={row.role} (shown once, store it now):", file=sys.stderr)
         print(plaintext)
@@ -216,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_ingest)
     add("migrate", "apply database migrations").set_defaults(func=cmd_migrate)
     sp = add("create-token", "create an API token (printed once)")
-    sp.add_argument("name")
+    sp.add_argument("name", nargs="?", help="who or what the token is for, e.g. ops-desk")
+    sp.add_argument("--name", dest="name_option", metavar="NAME", help="the same as the positional NAME")
     sp.add_argument("--role", required=True, choices=["viewer", "dispatcher", "handler", "admin"])
     sp.set_defaults(func=cmd_create_token)
     for name, func, help_ in (("kpis", cmd_kpis, "KPI table for a period"),
@@ -243,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except argparse.ArgumentTypeError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OperationalError as e:
+        text = str(e.orig) if e.orig is not None else str(e)
+        if "no such table" in text or "does not exist" in text:
+            print(f"database error: {text.splitlines()[0]} — the database has no GridWatch schema yet; run "
+                  "`gridwatch-central migrate --config <central.yaml>` first", file=sys.stderr)
+        else:
+            print(f"database error: {text.splitlines()[0]}", file=sys.stderr)
         return 2
 
 

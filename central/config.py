@@ -6,6 +6,7 @@ file and each bad key path (``categories[1].limits.handle``), like the edge's ``
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, time
 from pathlib import Path
@@ -258,4 +259,25 @@ def load_central_config(path: str | Path | None) -> CentralConfig:
         data = read_yaml(p)
     except ConfigError as e:
         raise CentralConfigError(e.source, e.problems) from None
-    return parse_central_config(data, str(p))
+    cfg = parse_central_config(data, str(p))
+    resolve_relative_paths(cfg, p.resolve().parent)
+    return cfg
+
+
+def resolve_relative_paths(cfg: CentralConfig, base: Path) -> None:
+    """Relative paths in central.yaml (SQLite file, evidence, zone file, TLS files) are relative to the file,
+    as in cameras.yaml, not to wherever the command was started."""
+
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else Path(os.path.normpath(base / p))
+
+    prefix = "sqlite:///"
+    if cfg.database_url.startswith(prefix):
+        rest = cfg.database_url[len(prefix):]
+        file_part, sep, query = rest.partition("?")
+        if file_part and file_part != ":memory:" and not file_part.startswith("/"):
+            cfg.database_url = prefix + str(fix(Path(file_part))) + sep + query
+    cfg.evidence_dir = fix(cfg.evidence_dir)  # type: ignore[assignment]
+    cfg.zone_config_path = fix(cfg.zone_config_path)
+    tls = cfg.mqtt.tls
+    tls.ca_file, tls.cert_file, tls.key_file = fix(tls.ca_file), fix(tls.cert_file), fix(tls.key_file)

@@ -34,7 +34,7 @@ STATUS_NOTES: dict[str, str] = {
     "reported": "Reported by an automatic camera check; awaiting review.",
     "filed": "Accepted and filed; awaiting dispatch.",
     "rejected": "Reviewed and rejected: no action needed.",
-    "dispatched": "Dispatched to the responsible squad.",
+    "dispatched": "Dispatched to the responsible department or squad.",
     "in_progress": "A squad is handling the issue.",
     "handled": "Handled; awaiting verification.",
     "verifying": "Being verified.",

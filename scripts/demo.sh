@@ -64,7 +64,7 @@ mqtt:
   port: $MQTT_PORT
   client_id: gridwatch-central-demo
 CONF
-.venv/bin/gridwatch-central migrate --config "$DEMO/central.yaml" > /dev/null
+.venv/bin/gridwatch-central --log-level WARNING migrate --config "$DEMO/central.yaml" > /dev/null
 if [ ! -s "$DEMO/admin.token" ]; then
   .venv/bin/gridwatch-central create-token --config "$DEMO/central.yaml" --role admin demo-admin \
     2>/dev/null > "$DEMO/admin.token"

@@ -169,6 +169,16 @@ def test_cli_migrate_token_kpis_hotspots(tmp_path: Path) -> None:
     bad.write_text("nope: 1\n")
     r = _cli("migrate", "--config", str(bad))
     assert r.returncode == 2 and "bad.yaml" in r.stderr and "nope" in r.stderr
+    r = _cli("create-token", "--name", "ops-desk", "--role", "dispatcher", "--database-url", url)  # README's form
+    assert r.returncode == 0 and r.stdout.strip().startswith("gwc_"), r.stderr
+    # relative paths in central.yaml are relative to the file; an unmigrated database says what to do
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    (conf_dir / "central.yaml").write_text("database_url: sqlite:///data/fresh.db\nevidence_dir: data/evidence\n")
+    r = _cli("kpis", "--config", str(conf_dir / "central.yaml"))
+    assert r.returncode == 2 and "run `gridwatch-central migrate" in r.stderr and "Traceback" not in r.stderr
+    assert _cli("migrate", "--config", str(conf_dir / "central.yaml")).returncode == 0
+    assert (conf_dir / "data" / "fresh.db").is_file()
 
 
 def test_event_bus_threads_and_async_listeners() -> None:

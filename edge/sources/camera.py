@@ -149,7 +149,8 @@ class CameraSource:
         if self._decode is None and self.is_file:
             gap = probe_keyframe_interval(self.url)
             self._decode = "keyframes" if gap is not None and self._keyframes_suffice(gap) else "all"
-            log.info("camera %s: decode=auto, keyframe gap %s s -> %s", self.camera.id, gap, self._decode)
+            log.info("camera %s: decode=auto, keyframe gap %s s -> %s", self.camera.id,
+                     None if gap is None else round(gap, 2), self._decode)
         if self._decode is None and self.kind != "rtsp":
             self._decode = "all"  # MJPEG and devices: every frame is independent, nothing to skip
         if self._decode == "keyframes":
@@ -321,7 +322,8 @@ class CameraSource:
         elif span > window or now - self._observe_start > 4 * window:
             self._decode = "all"  # keyframes too sparse to even see two gaps (or a stream clock that stands still)
         if self._decode is not None:
-            log.info("camera %s: decode=auto, keyframe gaps %s -> %s", self.camera.id, gaps, self._decode)
+            log.info("camera %s: decode=auto, keyframe gaps %s s -> %s", self.camera.id,
+                     [round(g, 2) for g in gaps], self._decode)
         return self._decode == "keyframes"
 
     # ------------------------------------------------------------------ watchdog
