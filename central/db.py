@@ -314,7 +314,13 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(u, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # A central process that dies mid-transaction (SIGKILL, power, network) must not leave its server session
+    # holding row locks that block the instances still running: the server probes idle connections and ends
+    # sessions left idle inside a transaction.
+    server_options = ("-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
+                      "-c idle_in_transaction_session_timeout=60000")
+    return create_engine(u, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                         connect_args={"options": server_options})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
