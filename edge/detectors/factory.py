@@ -8,7 +8,7 @@ import numpy as np
 
 from edge.config import DetectorConfig, TilingConfig
 from edge.detections import Detections
-from edge.detectors.base import BaseDetector, Detector, DetectorError
+from edge.detectors.base import BaseDetector, Detector, DetectorError, as_bgr
 from edge.detectors.postprocess import apply_filters, min_score
 from edge.detectors.tiling import Window, merge_tiles, windows_for
 
@@ -34,14 +34,18 @@ class ConfiguredDetector(BaseDetector):
     ) -> list[Detections]:
         if tilings is not None and len(tilings) != len(images):
             raise DetectorError(f"detect_batch: {len(images)} images but {len(tilings)} tiling settings")
-        self._tilings = [t or self.cfg.tiling for t in (tilings or [None] * len(images))]
-        return super().detect_batch(images)
+        self.last_timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+        images = [as_bgr(img, i) for i, img in enumerate(images)]
+        return self._detect_tiled(images, [t or self.cfg.tiling for t in (tilings or [None] * len(images))])
 
     def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        return self._detect_tiled(images, [self.cfg.tiling] * len(images))
+
+    def _detect_tiled(self, images: list[np.ndarray], tilings: list[TilingConfig]) -> list[Detections]:
         crops: list[np.ndarray] = []
         owners: list[tuple[int, Window]] = []
         with self._timed("preprocess"):
-            for i, (img, tiling) in enumerate(zip(images, self._tilings, strict=True)):
+            for i, (img, tiling) in enumerate(zip(images, tilings, strict=True)):
                 for x1, y1, x2, y2 in windows_for(img, tiling):
                     crops.append(img[y1:y2, x1:x2])
                     owners.append((i, (x1, y1, x2, y2)))
