@@ -94,9 +94,11 @@ class StationaryMemory:
             ratio = sizes[None, :] / spot_sizes[:, None]
             allowed = (dist <= self.tolerance) & (ratio >= 1 / MAX_SIZE_RATIO) & (ratio <= MAX_SIZE_RATIO)
             free = (track_ids < 0) | local  # may join any spot; others only a spot that already has their id
-            for i, spot in enumerate(self.spots):
-                if self._departed(spot):
-                    allowed[i, track_ids < 0] = False
+            untracked = track_ids < 0
+            if untracked.any():
+                for i, spot in enumerate(self.spots):
+                    if self._departed(spot):
+                        allowed[i, untracked] = False
             for i, di in np.argwhere(allowed & ~free[None, :]):
                 if int(track_ids[di]) not in self.spots[i].track_ids:
                     allowed[i, di] = False

@@ -17,8 +17,6 @@ import shutil
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Protocol
 
 import cv2
@@ -33,49 +31,13 @@ log = logging.getLogger(__name__)
 _OPTIONS_VAR = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
 
-class _OptionsGate:
-    """OpenCV reads its FFmpeg options from one process-wide environment variable while a capture opens.
-
-    With the variable unset OpenCV asks RTSP servers for TCP (``rtsp_flags=prefer_tcp``), which is our default,
-    so those opens (and files) run concurrently: a camera that takes open_timeout_s to fail never delays the
-    others. An open that needs other options (UDP transport) sets the variable and runs alone.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._exclusive = False
-        if os.environ.pop(_OPTIONS_VAR, None) is not None:
-            log.warning("%s is ignored: set rtsp_transport per camera in cameras.yaml", _OPTIONS_VAR)
-
-    @contextmanager
-    def default_options(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._exclusive)
-            self._shared += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._shared -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def options(self, value: str) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
-            self._exclusive = True
-        os.environ[_OPTIONS_VAR] = value
-        try:
-            yield
-        finally:
-            os.environ.pop(_OPTIONS_VAR, None)
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-
-_OPTIONS_GATE = _OptionsGate()
+# OpenCV reads OPENCV_FFMPEG_CAPTURE_OPTIONS from the environment while a capture opens (and opens every
+# capture under its own process-wide lock anyway). Unset, it asks RTSP servers for TCP (rtsp_flags=prefer_tcp),
+# our default; only a UDP camera sets the variable, so opens hold this lock to see a consistent value. The
+# RTSP preflight (diagnose.rtsp_preflight) runs before, outside both locks, so a silent camera never holds them.
+_OPEN_LOCK = threading.Lock()
+if os.environ.pop(_OPTIONS_VAR, None) is not None:
+    log.warning("%s is ignored: set rtsp_transport per camera in cameras.yaml", _OPTIONS_VAR)
 
 
 class CaptureError(RuntimeError):
@@ -124,9 +86,13 @@ class OpenCvCapture:
                 if problem:
                     raise CaptureError(problem)
             udp = self.kind == "rtsp" and self.settings.rtsp_transport == "udp"
-            gate = _OPTIONS_GATE.options("rtsp_transport;udp") if udp else _OPTIONS_GATE.default_options()
-            with gate:
-                cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, self._timeouts())
+            with _OPEN_LOCK:
+                if udp:
+                    os.environ[_OPTIONS_VAR] = "rtsp_transport;udp"
+                try:
+                    cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, self._timeouts())
+                finally:
+                    os.environ.pop(_OPTIONS_VAR, None)
         if not cap.isOpened():
             cap.release()
             raise CaptureError(explain_open_failure(self.url, min(self.settings.open_timeout_s, 5.0)))
