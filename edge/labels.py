@@ -29,3 +29,13 @@ def _coco_91() -> dict[int, str]:
 
 
 COCO_91: dict[int, str] = _coco_91()
+
+
+# Classes a detector confuses on the same object from frame to frame (SSD calls one van "car", then "truck"):
+# a track may continue across them, and size models and duplicate merging treat them as one. Other classes
+# form a family of their own.
+CLASS_FAMILIES = {"car": "vehicle", "truck": "vehicle", "bus": "vehicle"}
+
+
+def class_family(class_name: str) -> str:
+    return CLASS_FAMILIES.get(str(class_name), str(class_name))

@@ -1,7 +1,7 @@
 """ByteTrack-style multi-object tracker for 1-5 fps sampling (our own; see docs/detectors.md for why).
 
 Two association passes (high-score boxes first, then low-score boxes against still-unmatched tracks),
-Hungarian assignment on class-aware IoU (see ``CLASS_FAMILIES``) against motion-predicted boxes, and a
+Hungarian assignment on class-aware IoU (see ``edge.labels.CLASS_FAMILIES``) against motion-predicted boxes, and a
 constant-velocity model in seconds so irregular frame gaps are handled. Returns every input detection, in
 input order, with ``track_ids`` set for those that belong to a track (-1 otherwise); boxes are the
 detector's, not smoothed.
@@ -18,17 +18,11 @@ from scipy.optimize import linear_sum_assignment
 from edge.config import TrackerConfig
 from edge.detections import Detections
 from edge.detectors.postprocess import box_iou
+from edge.labels import class_family
 
 VELOCITY_GAIN = 0.5  # alpha-beta style: how much of a new velocity measurement is trusted
 VELOCITY_DECAY_S = 2.0  # a lost track's velocity fades with this time constant so it does not drift away
 
-# Classes a detector confuses on the same object from frame to frame (SSD calls one van "car", then "truck"):
-# a track may continue across them. Other classes never match each other.
-CLASS_FAMILIES = {"car": "vehicle", "truck": "vehicle", "bus": "vehicle"}
-
-
-def class_family(class_name: str) -> str:
-    return CLASS_FAMILIES.get(str(class_name), str(class_name))
 
 
 @dataclass

@@ -27,6 +27,7 @@ import cv2
 from edge.config import CameraConfig, ConfigError, EdgeConfig, load_config
 from edge.detections import Detections
 from edge.detectors import ConfiguredDetector, build_detector
+from edge.detectors.plausibility import FrontEnd
 from edge.redact import mask_url
 from edge.rules import RuleEngine
 from edge.sources import CameraSource, Frame
@@ -46,6 +47,7 @@ class CameraPipeline:
     source: CameraSource
     tracker: ByteTracker
     engine: RuleEngine
+    front_end: FrontEnd
     frames_analyzed: int = 0
     incidents_opened: int = 0
     last_annotated_at: float = 0.0
@@ -134,7 +136,9 @@ class EdgeWorker:
             model_name=self.detector.name,
             model_version=self.detector.version,
         )
-        self.pipelines[cam.id] = CameraPipeline(cam, source, ByteTracker(self.config.tracker), engine)
+        self.pipelines[cam.id] = CameraPipeline(
+            cam, source, ByteTracker(self.config.tracker), engine, FrontEnd(cam.plausibility)
+        )
         source.start()
         log.info("camera %s: %s (%s, detect %.2g fps)", cam.id, mask_url(cam.url),
                  "enabled" if cam.enabled else "disabled", cam.detect_fps)
@@ -198,7 +202,9 @@ class EdgeWorker:
             if f.decode_cpu_ms:
                 self.stats.add("decode", f.decode_cpu_ms)
         t0 = time.perf_counter()
-        detections = self.detector.detect_batch(images, [p.camera.tiling for p, _ in batch])
+        detections = self.detector.detect_batch(
+            images, [p.camera.tiling for p, _ in batch], [p.camera.class_map for p, _ in batch]
+        )
         t1 = time.perf_counter()
         self.stats.add("detect_total", (t1 - t0) * 1000)
         for stage, ms in getattr(self.detector, "last_timings", {}).items():
@@ -210,6 +216,7 @@ class EdgeWorker:
         h, w = frame.image.shape[:2]
         p.last_frame_size = (w, h)
         t0 = time.perf_counter()
+        dets = p.front_end.process(dets, (w, h))
         tracked = p.tracker.update(dets, frame.timestamp)
         t1 = time.perf_counter()
         out = p.engine.update(tracked, frame.timestamp, (w, h))

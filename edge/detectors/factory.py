@@ -17,8 +17,9 @@ class ConfiguredDetector(BaseDetector):
     """What the worker uses: the backend plus tiling and DetectorConfig's score / per-class / allow-list /
     box-area filters.
 
-    ``detect_batch(images, tilings)`` takes an optional per-image tiling (a camera's override; None means
-    ``detector.tiling``), so cameras with and without tiling share one backend batch.
+    ``detect_batch(images, tilings, class_maps)`` takes an optional per-image tiling (a camera's override; None
+    means ``detector.tiling``), so cameras with and without tiling share one backend batch, and an optional
+    per-image class rename (a camera's ``class_map``), applied before the class filters.
     """
 
     def __init__(self, backend: Detector, cfg: DetectorConfig) -> None:
@@ -30,18 +31,27 @@ class ConfiguredDetector(BaseDetector):
         self.class_names = backend.class_names
 
     def detect_batch(
-        self, images: list[np.ndarray], tilings: Sequence[TilingConfig | None] | None = None
+        self,
+        images: list[np.ndarray],
+        tilings: Sequence[TilingConfig | None] | None = None,
+        class_maps: Sequence[dict[str, str] | None] | None = None,
     ) -> list[Detections]:
-        if tilings is not None and len(tilings) != len(images):
-            raise DetectorError(f"detect_batch: {len(images)} images but {len(tilings)} tiling settings")
+        for what, per_image in (("tiling settings", tilings), ("class maps", class_maps)):
+            if per_image is not None and len(per_image) != len(images):
+                raise DetectorError(f"detect_batch: {len(images)} images but {len(per_image)} {what}")
         self.last_timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
         images = [as_bgr(img, i) for i, img in enumerate(images)]
-        return self._detect_tiled(images, [t or self.cfg.tiling for t in (tilings or [None] * len(images))])
+        return self._detect_tiled(
+            images, [t or self.cfg.tiling for t in (tilings or [None] * len(images))],
+            list(class_maps or [None] * len(images)),
+        )
 
     def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
-        return self._detect_tiled(images, [self.cfg.tiling] * len(images))
+        return self._detect_tiled(images, [self.cfg.tiling] * len(images), [None] * len(images))
 
-    def _detect_tiled(self, images: list[np.ndarray], tilings: list[TilingConfig]) -> list[Detections]:
+    def _detect_tiled(
+        self, images: list[np.ndarray], tilings: list[TilingConfig], class_maps: list[dict[str, str] | None]
+    ) -> list[Detections]:
         crops: list[np.ndarray] = []
         owners: list[tuple[int, Window]] = []
         with self._timed("preprocess"):
@@ -59,8 +69,17 @@ class ConfiguredDetector(BaseDetector):
             parts: list[list[tuple[Window, Detections]]] = [[] for _ in images]
             for (i, window), dets in zip(owners, found, strict=True):
                 parts[i].append((window, dets))
-            merged = [merge_tiles(p, self.cfg.nms_iou) for p in parts]
+            merged = [rename_classes(merge_tiles(p, self.cfg.nms_iou), m)
+                      for p, m in zip(parts, class_maps, strict=True)]
             return [apply_filters(d, self.cfg, img.shape) for d, img in zip(merged, images, strict=True)]
+
+
+def rename_classes(dets: Detections, class_map: dict[str, str] | None) -> Detections:
+    """A camera's ``class_map`` (e.g. {boat: car}); class ids stay the detector's own."""
+    if not class_map or not len(dets):
+        return dets
+    dets.class_names = np.array([class_map.get(str(n), str(n)) for n in dets.class_names], dtype=object)
+    return dets
 
 
 def build_backend(cfg: DetectorConfig) -> Detector:
@@ -71,12 +90,15 @@ def build_backend(cfg: DetectorConfig) -> Detector:
 
         if cfg.model_path is not None:
             raise DetectorError("detector.model_path is only used with kind onnx_yolo; SSD loads its package files")
-        return SsdMobileNetV2(score_threshold=threshold, threads=cfg.threads)
+        size = (cfg.input_size, cfg.input_size) if isinstance(cfg.input_size, int) else cfg.input_size
+        return SsdMobileNetV2(score_threshold=threshold, threads=cfg.threads, input_size=size)
     if cfg.kind == "onnx_yolo":
         from edge.detectors.yolo_onnx import OnnxYolo
 
         if cfg.model_path is None:
             raise DetectorError("detector.kind onnx_yolo needs detector.model_path (an ultralytics ONNX export)")
+        if cfg.input_size is not None and not isinstance(cfg.input_size, int):
+            raise DetectorError("detector.input_size for onnx_yolo is one side (square letterbox), not [width, height]")
         return OnnxYolo(
             cfg.model_path,
             score_threshold=threshold,

