@@ -29,7 +29,7 @@ from edge.detections import Detections
 from edge.detectors import ConfiguredDetector, build_detector
 from edge.detectors.plausibility import FrontEnd
 from edge.redact import mask_url
-from edge.rules import RuleEngine
+from edge.rules import RuleEngine, Scene
 from edge.sources import CameraSource, Frame
 from edge.stats import StageStats
 from edge.tracking import ByteTracker
@@ -219,7 +219,7 @@ class EdgeWorker:
         dets = p.front_end.process(dets, (w, h))
         tracked = p.tracker.update(dets, frame.timestamp)
         t1 = time.perf_counter()
-        out = p.engine.update(tracked, frame.timestamp, (w, h))
+        out = p.engine.update(tracked, frame.timestamp, (w, h), Scene(frame.image, p.front_end.sizes))
         t2 = time.perf_counter()
         self.stats.add("tracking", (t1 - t0) * 1000)
         self.stats.add("rules", (t2 - t1) * 1000)

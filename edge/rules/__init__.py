@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo
 from edge.config import CameraConfig, SiteConfig, ZoneConfig, ZoneType
 from edge.detections import Detections
 from edge.incidents import EngineContext, IncidentEvent, IncidentFactory
-from edge.rules.base import ZoneRule
+from edge.rules.base import NO_SCENE, Scene, ZoneRule
 from edge.rules.crowd import CrowdFigure, CrowdRule
 from edge.rules.parking import ParkingRule
 from edge.rules.vending import VendingRule
 
-__all__ = ["CrowdFigure", "IncidentEvent", "RuleEngine", "RuleOutput"]
+__all__ = ["CrowdFigure", "IncidentEvent", "RuleEngine", "RuleOutput", "Scene"]
 
 RULES: dict[ZoneType, type[ZoneRule]] = {
     ZoneType.no_parking: ParkingRule,
@@ -77,13 +77,16 @@ class RuleEngine:
     def _new_rule(self, zone: ZoneConfig) -> ZoneRule:
         return RULES[zone.type](zone, self.factory, self.tz, self.update_every_s)
 
-    def update(self, detections: Detections, timestamp: float, frame_size: tuple[int, int]) -> RuleOutput:
-        """Run every zone on one frame's tracked detections. ``frame_size`` is (width, height)."""
+    def update(
+        self, detections: Detections, timestamp: float, frame_size: tuple[int, int], scene: Scene = NO_SCENE
+    ) -> RuleOutput:
+        """Run every zone on one frame's tracked detections. ``frame_size`` is (width, height); ``scene`` gives
+        the frame itself and the camera's size model to rules that use them."""
         self.last_timestamp = timestamp
         out = RuleOutput(events=self._pending)
         self._pending = []
         for rule in self.rules.values():
-            out.events += rule.step(detections, timestamp, frame_size)
+            out.events += rule.step(detections, timestamp, frame_size, scene)
             if isinstance(rule, CrowdRule) and rule.active and rule.figure is not None:
                 out.crowd.append(rule.figure)
         return out

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from edge.config import ZoneConfig
 from edge.detections import Detections
+from edge.detectors.plausibility import PerspectiveSizeModel
 from edge.incidents import Incident, IncidentEvent, IncidentFactory
 from edge.schedule import Schedule
 from edge.zones import ZoneGeometry
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """What a rule may look at besides the detections: the frame they came from and the camera's size model.
+
+    Rules must work without either (constructed tests, replays of cached detections): ``image`` None means
+    no appearance evidence, ``sizes`` None means no perspective model yet.
+    """
+
+    image: np.ndarray | None = None  # BGR, the analysed frame
+    sizes: PerspectiveSizeModel | None = None
+
+
+NO_SCENE = Scene()
 
 
 class ZoneRule:
@@ -41,7 +60,9 @@ class ZoneRule:
         for inc in self.open_incidents():
             inc.zone = zone
 
-    def step(self, detections: Detections, now: float, frame_size: tuple[int, int]) -> list[IncidentEvent]:
+    def step(
+        self, detections: Detections, now: float, frame_size: tuple[int, int], scene: Scene = NO_SCENE
+    ) -> list[IncidentEvent]:
         self.last_frame_size = frame_size
         events: list[IncidentEvent] = []
         if not self.zone.enabled:  # a disabled zone is not evaluated at all; its open incidents close
@@ -54,7 +75,7 @@ class ZoneRule:
         elif self.active and not active:
             events += self.close_all(now, "schedule_ended")
         self.active = active
-        events += self.evaluate(detections, now, frame_size, active)
+        events += self.evaluate(detections, now, frame_size, active, scene)
         return events
 
     def dwell_start(self, started_at: float) -> float:
@@ -67,7 +88,7 @@ class ZoneRule:
     # ------------------------------------------------------------------ subclass hooks
 
     def evaluate(
-        self, detections: Detections, now: float, frame_size: tuple[int, int], active: bool
+        self, detections: Detections, now: float, frame_size: tuple[int, int], active: bool, scene: Scene
     ) -> list[IncidentEvent]:
         raise NotImplementedError
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from edge.detections import Detections
 from edge.incidents import Incident, IncidentEvent, rfc3339
-from edge.rules.base import ZoneRule
+from edge.rules.base import Scene, ZoneRule
 
 LEVELS = ["normal", "elevated", "high", "critical"]
 
@@ -112,7 +112,7 @@ class CrowdRule(ZoneRule):
             self.levels.thresholds, self.levels.hysteresis = thresholds, zone.hysteresis
 
     def evaluate(
-        self, detections: Detections, now: float, frame_size: tuple[int, int], active: bool
+        self, detections: Detections, now: float, frame_size: tuple[int, int], active: bool, scene: Scene
     ) -> list[IncidentEvent]:
         raw = int(self.geometry.member_mask(detections, frame_size).sum())
         z = self.zone

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from edge.detections import Detections
 from edge.incidents import Incident, IncidentEvent, Subject
-from edge.rules.base import ZoneRule
+from edge.rules.base import Scene, ZoneRule
 from edge.rules.common import Spot, StationaryMemory
 
 
@@ -24,7 +24,7 @@ class ParkingRule(ZoneRule):
             self.memory.configure(zone.stationary_tolerance, zone.grace_s)
 
     def evaluate(
-        self, detections: Detections, now: float, frame_size: tuple[int, int], active: bool
+        self, detections: Detections, now: float, frame_size: tuple[int, int], active: bool, scene: Scene
     ) -> list[IncidentEvent]:
         sel = detections[self.geometry.member_mask(detections, frame_size)]
         anchors = self.geometry.anchors(sel.xyxy)

@@ -22,7 +22,7 @@ import numpy as np
 
 from edge.detections import Detections
 from edge.incidents import Incident, IncidentEvent, Subject
-from edge.rules.base import ZoneRule
+from edge.rules.base import Scene, ZoneRule
 from edge.rules.common import Spot, StationaryMemory
 
 CONFIRM_S = 2.0  # an object counts as stationary after this long at one place (capped at dwell_s / 4)
@@ -65,7 +65,7 @@ class VendingRule(ZoneRule):
         memory.update(sel.xyxy, self.geometry.anchors(sel.xyxy), sel.class_names, sel.scores, sel.track_ids, now)
 
     def evaluate(
-        self, detections: Detections, now: float, frame_size: tuple[int, int], active: bool
+        self, detections: Detections, now: float, frame_size: tuple[int, int], active: bool, scene: Scene
     ) -> list[IncidentEvent]:
         self._observe(self.persons, detections, self.person_classes, now, frame_size)
         if len(self.evidence_classes):
