@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +58,9 @@ class Subject:
     box_px: tuple[float, float, float, float]
     position_px: tuple[float, float]
     members: int = 1
+    arrived_at: float | None = None  # parking: first seen at its place (epoch s)
+    evidence: str | None = None  # parking: "detections" or "appearance"
+    appearance: float | None = None  # parking: last patch similarity to the reference
 
 
 @dataclass(slots=True)
@@ -159,6 +162,13 @@ def _subject_dict(s: Subject, w: int, h: int) -> dict[str, Any]:
 
     x1, y1, x2, y2 = s.box_px
     px, py = s.position_px
+    extra: dict[str, Any] = {}
+    if s.arrived_at is not None:
+        extra["arrived_at"] = rfc3339(s.arrived_at)
+    if s.evidence is not None:
+        extra["evidence"] = s.evidence
+    if s.appearance is not None:
+        extra["appearance"] = round(min(max(float(s.appearance), 0.0), 1.0), 3)
     return {
         "class": s.cls,
         "track_ids": sorted({int(t) for t in s.track_ids if t >= 0}),
@@ -166,6 +176,7 @@ def _subject_dict(s: Subject, w: int, h: int) -> dict[str, Any]:
         "box": [nx(x1), ny(y1), nx(x2), ny(y2)],
         "position": [nx(px), ny(py)],
         "members": int(s.members),
+        **extra,
     }
 
 
@@ -221,7 +232,7 @@ class IncidentFactory:
         subject = None
         if inc.subject is not None:
             s = inc.subject
-            subject = Subject(s.cls, list(s.track_ids), s.confidence, s.box_px, s.position_px, s.members)
+            subject = replace(s, track_ids=list(s.track_ids))
         return IncidentEvent(
             event_id=str(uuid.uuid4()),
             incident_id=inc.incident_id,

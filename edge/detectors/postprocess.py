@@ -38,6 +38,14 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
+def overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over the smaller of two xyxy boxes: 1.0 when one lies inside the other."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(iw * ih / small) if small > 0 else 0.0
+
+
 def nms(
     boxes: np.ndarray,
     scores: np.ndarray,

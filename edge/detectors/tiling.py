@@ -12,7 +12,7 @@ import numpy as np
 
 from edge.config import TilingConfig
 from edge.detections import Detections
-from edge.detectors.postprocess import nms
+from edge.detectors.postprocess import nms, overlap_of_smaller
 from edge.labels import class_family
 
 Window = tuple[int, int, int, int]  # x1, y1, x2, y2 in source pixels
@@ -93,7 +93,7 @@ def _merge_seams(dets: Detections, at_seam: np.ndarray, families: np.ndarray) ->
         for j in range(len(dets)):
             if j == i or not alive[j] or families[j] != families[i]:
                 continue
-            if _overlap_of_smaller(box[i], box[j]) >= SEAM_OVERLAP:
+            if overlap_of_smaller(box[i], box[j]) >= SEAM_OVERLAP:
                 keeper, other = (i, j) if dets.scores[i] >= dets.scores[j] else (j, i)
                 box[keeper] = [min(box[i, 0], box[j, 0]), min(box[i, 1], box[j, 1]),
                                max(box[i, 2], box[j, 2]), max(box[i, 3], box[j, 3])]
@@ -103,9 +103,3 @@ def _merge_seams(dets: Detections, at_seam: np.ndarray, families: np.ndarray) ->
     dets.xyxy = box
     return dets[alive]
 
-
-def _overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return float(iw * ih / small) if small > 0 else 0.0

@@ -18,6 +18,7 @@ has been seen twice at the same place it is merged into the older spot there, wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
@@ -80,8 +81,14 @@ class StationaryMemory:
         scores: np.ndarray,
         track_ids: np.ndarray,
         now: float,
+        may_join: Callable[[Spot, int], bool] | None = None,
+        may_merge: Callable[[Spot, Spot], bool] | None = None,
     ) -> tuple[list[Spot], list[Spot]]:
-        """Match this frame's detections to spots. Returns (spots seen now, spots forgotten now)."""
+        """Match this frame's detections to spots. Returns (spots seen now, spots forgotten now).
+
+        ``may_join(spot, detection index)`` and ``may_merge(young, old)`` let a rule veto a match with its
+        own evidence (parking: the patch at the spot no longer shows the same vehicle).
+        """
         n = len(xyxy)
         sizes = np.sqrt(np.clip(xyxy[:, 2] - xyxy[:, 0], 1, None) * np.clip(xyxy[:, 3] - xyxy[:, 1], 1, None))
         local = self._track_is_local(anchors, sizes, track_ids, now)
@@ -102,6 +109,9 @@ class StationaryMemory:
             for i, di in np.argwhere(allowed & ~free[None, :]):
                 if int(track_ids[di]) not in self.spots[i].track_ids:
                     allowed[i, di] = False
+            if may_join is not None:
+                for i, di in np.argwhere(allowed):
+                    allowed[i, di] = may_join(self.spots[i], int(di))
             pairs = np.argwhere(allowed)
             if len(pairs):
                 order = np.argsort(dist[pairs[:, 0], pairs[:, 1]], kind="stable")
@@ -131,11 +141,13 @@ class StationaryMemory:
             if track_ids[di] >= 0:
                 moved_tracks.add(int(track_ids[di]))
         seen_ids = {id(s) for s in seen}
-        seen = self._merge_duplicates(now, seen, seen_ids)
+        seen = self._merge_duplicates(now, seen, seen_ids, may_merge)
         forgotten = self._forget(now, moved_tracks, {id(s) for s in seen})
         return seen, forgotten
 
-    def _merge_duplicates(self, now: float, seen: list[Spot], seen_ids: set[int]) -> list[Spot]:
+    def _merge_duplicates(
+        self, now: float, seen: list[Spot], seen_ids: set[int], may_merge: Callable[[Spot, Spot], bool] | None
+    ) -> list[Spot]:
         """Fold a younger spot (seen twice) into an older one at the same place that is not visible right now."""
         spots = self.spots
         if len(spots) < 2:
@@ -167,7 +179,8 @@ class StationaryMemory:
         for i in np.argsort(-started):  # youngest first
             if i in merged or not cand[i].any():
                 continue
-            olds = [j for j in np.flatnonzero(cand[i]) if j not in merged]
+            olds = [j for j in np.flatnonzero(cand[i])
+                    if j not in merged and (may_merge is None or may_merge(spots[i], spots[j]))]
             if not olds:
                 continue
             j = min(olds, key=lambda k: started[k])  # the oldest spot at that place keeps the timer
@@ -183,6 +196,10 @@ class StationaryMemory:
             return seen
         self.spots = [s for k, s in enumerate(spots) if k not in merged]
         return [s for s in self.spots if id(s) in seen_ids]
+
+    def touch(self, spot: Spot, now: float) -> None:
+        """The object was seen at its place by other evidence (appearance) though no detection matched it."""
+        spot.last_seen = now
 
     def _refresh(
         self, s: Spot, box: np.ndarray, anchor: np.ndarray, cls: Any, score: float, track_id: int, now: float

@@ -1,16 +1,44 @@
-"""illegal_parking: a vehicle stationary inside a no_parking zone for the zone's dwell time.
+"""illegal_parking: the same vehicle, at the same place, for longer than the zone's dwell.
 
-Each remembered spot (edge.rules.common) is one subject. The incident opens once the spot has been
-stationary for ``dwell_s`` while the schedule is active, and closes ``grace_s`` after the vehicle was
-last seen there (it drove off, or stayed hidden that long).
+Places come from edge.rules.common (a ``Spot`` is where a vehicle box was seen without moving). When the
+rule has the frame (``scene.image``), each spot also carries the vehicle's *reference patch*, taken when
+it was first seen, and that appearance decides identity and presence (edge/rules/appearance.py):
+
+- **Identity.** A detection joins a spot only if the patch at the spot still looks like its reference, and
+  a younger spot is folded into an older one only if their references look alike. A different car filling
+  the same place, as in a busy lane, starts a timer of its own; a lane whose occupants keep changing
+  never accumulates dwell, however dense the traffic.
+- **Presence without detections.** At every sample the patch at the spot is compared with the reference
+  even when the detector finds nothing there. While it matches, the vehicle is present (one or two
+  detections start the timer; appearance keeps it). When it stops matching, the spot is no longer
+  refreshed: if the patch matches again within ``grace_s`` (a pedestrian or a bus passed in front) the
+  timer simply continues; if not, the vehicle has left and its incident closes ``grace_s`` after it was
+  last seen.
+- **Evidence of a vehicle.** With images, a spot opens an incident only when its reference patch is
+  textured (not bare road from a junk box), it has been detected at least twice and its appearance has
+  been confirmed at two or more later samples.
+
+Without images (replays of cached detections, constructed tests) the rule runs on detections alone.
+One vehicle never has two open incidents: a spot whose box lies over a vehicle that has an open incident
+and is present now does not open another.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from edge.detections import Detections
+from edge.detectors.postprocess import overlap_of_smaller
 from edge.incidents import Incident, IncidentEvent, Subject
+from edge.rules import appearance
 from edge.rules.base import Scene, ZoneRule
 from edge.rules.common import Spot, StationaryMemory
+
+SAME_VEHICLE = 0.6  # patch similarity at or above which it is the same vehicle at the same place
+FOLLOW_LIGHTING = 0.85  # similarity at or above which the reference follows the current patch a little
+MIN_CONFIRMS = 2  # appearance matches after the reference before an incident may open
+MIN_DETECTIONS = 2
+ONE_VEHICLE_OVERLAP = 0.5  # of the smaller box: two spots this much on top of each other are one vehicle
 
 
 class ParkingRule(ZoneRule):
@@ -28,7 +56,25 @@ class ParkingRule(ZoneRule):
     ) -> list[IncidentEvent]:
         sel = detections[self.geometry.member_mask(detections, frame_size)]
         anchors = self.geometry.anchors(sel.xyxy)
-        seen, forgotten = self.memory.update(sel.xyxy, anchors, sel.class_names, sel.scores, sel.track_ids, now)
+        grey = appearance.grey(scene.image) if scene.image is not None else None
+        present = self._check_appearance(grey, now) if grey is not None else set()
+
+        def may_join(spot: Spot, _det: int) -> bool:
+            return grey is None or spot.data.get("ref") is None or id(spot) in present
+
+        def may_merge(young: Spot, old: Spot) -> bool:
+            a, b = young.data.get("ref"), old.data.get("ref")
+            return a is None or b is None or appearance.similarity(b, a) >= SAME_VEHICLE
+
+        seen, forgotten = self.memory.update(
+            sel.xyxy, anchors, sel.class_names, sel.scores, sel.track_ids, now, may_join, may_merge
+        )
+        seen_ids = {id(s) for s in seen}
+        seen += [s for s in self.memory.spots if id(s) in present and id(s) not in seen_ids]
+        if grey is not None:
+            for spot in seen:
+                if "ref" not in spot.data:
+                    self._take_reference(spot, grey)
         events: list[IncidentEvent] = []
         for spot in forgotten:
             inc: Incident | None = spot.data.pop("incident", None)
@@ -38,17 +84,74 @@ class ParkingRule(ZoneRule):
             inc = spot.data.get("incident")
             if inc is not None:
                 inc.last_seen_at = now
-                inc.subject = _subject(spot)
+                inc.subject = self._subject(spot, grey is not None)
                 if self.due_update(inc, now):
                     events.append(self.factory.event(inc, "updated", now, frame_size))
-            elif active and spot.hits >= 2 and now - self.dwell_start(spot.started_at) >= self.zone.dwell_s:
+            elif active and self._due(spot, now, grey is not None) and not self._another_incident_on(spot, seen):
                 inc, ev = self.factory.open(
-                    self.type, self.zone, self.dwell_start(spot.started_at), now, frame_size, subject=_subject(spot)
+                    self.type, self.zone, self.dwell_start(spot.started_at), now, frame_size,
+                    subject=self._subject(spot, grey is not None),
                 )
                 spot.data["incident"] = inc
                 spot.pinned = True
                 events.append(ev)
         return events
+
+    # ------------------------------------------------------------------ appearance evidence
+
+    def _check_appearance(self, grey: np.ndarray, now: float) -> set[int]:
+        """Spots whose patch still shows their vehicle (touched: they stay remembered)."""
+        present: set[int] = set()
+        for spot in self.memory.spots:
+            ref = spot.data.get("ref")
+            if ref is None:
+                continue
+            cur = appearance.patch(grey, spot.data["ref_box"])
+            sim = appearance.similarity(ref, cur) if cur is not None else 0.0
+            spot.data["appearance"] = sim
+            if sim >= SAME_VEHICLE:
+                present.add(id(spot))
+                spot.data["confirms"] = spot.data.get("confirms", 0) + 1
+                if sim >= FOLLOW_LIGHTING and cur is not None:
+                    spot.data["ref"] = appearance.blend(ref, cur)
+                self.memory.touch(spot, now)
+        return present
+
+    @staticmethod
+    def _take_reference(spot: Spot, grey: np.ndarray) -> None:
+        p = appearance.patch(grey, spot.box)
+        spot.data["ref"] = p if p is not None and appearance.textured(p) else None
+        spot.data["ref_box"] = spot.box.copy()
+        spot.data["confirms"] = 0
+
+    def _due(self, spot: Spot, now: float, with_images: bool) -> bool:
+        if spot.hits < MIN_DETECTIONS or now - self.dwell_start(spot.started_at) < self.zone.dwell_s:
+            return False
+        if with_images:  # the vehicle must have been seen to stay: a textured reference, confirmed since
+            return spot.data.get("ref") is not None and spot.data.get("confirms", 0) >= MIN_CONFIRMS
+        return True
+
+    def _another_incident_on(self, spot: Spot, seen: list[Spot]) -> bool:
+        return any(
+            other is not spot and other.data.get("incident") is not None
+            and overlap_of_smaller(spot.box, other.box) >= ONE_VEHICLE_OVERLAP
+            for other in seen
+        )
+
+    def _subject(self, spot: Spot, with_images: bool) -> Subject:
+        x1, y1, x2, y2 = (float(v) for v in spot.box)
+        return Subject(
+            cls=spot.cls,
+            track_ids=list(spot.track_ids),
+            confidence=spot.confidence,
+            box_px=(x1, y1, x2, y2),
+            position_px=(float(spot.ref[0]), float(spot.ref[1])),
+            arrived_at=spot.started_at,
+            evidence="appearance" if with_images and spot.data.get("ref") is not None else "detections",
+            appearance=spot.data.get("appearance") if with_images else None,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
 
     def open_incidents(self) -> list[Incident]:
         return [s.data["incident"] for s in self.memory.spots if s.data.get("incident") is not None]
@@ -63,13 +166,3 @@ class ParkingRule(ZoneRule):
                 events.append(self.factory.event(inc, "closed", now, size, close_reason=reason))
         return events
 
-
-def _subject(spot: Spot) -> Subject:
-    x1, y1, x2, y2 = (float(v) for v in spot.box)
-    return Subject(
-        cls=spot.cls,
-        track_ids=list(spot.track_ids),
-        confidence=spot.confidence,
-        box_px=(x1, y1, x2, y2),
-        position_px=(float(spot.ref[0]), float(spot.ref[1])),
-    )

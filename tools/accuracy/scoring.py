@@ -20,8 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from shapely.geometry import Point, Polygon
 
+from edge.detectors.postprocess import overlap_of_smaller
 from tools.accuracy.labels import Box, ClipLabels, Vehicle
 from tools.accuracy.runner import CaseResult, clip_time
 
@@ -99,10 +101,7 @@ class CaseScore:
 
 def overlap_min(a: Box, b: Box) -> float:
     """Intersection over the smaller box: a detector box around part of a car still matches it."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return iw * ih / small if small > 0 else 0.0
+    return overlap_of_smaller(np.asarray(a), np.asarray(b))
 
 
 def matching_vehicle(labels: ClipLabels, box: Box, t: float) -> Vehicle | None:
