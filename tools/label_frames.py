@@ -3,7 +3,8 @@
     .venv/bin/python tools/label_frames.py ../shared/media/crowd_plaza_1.mp4 --times 0 5 10 --out var/label
     .venv/bin/python tools/label_frames.py CLIP --every 5 --labels eval/labels/CLIP.yaml --out var/label
 
-Each output PNG is the frame at that clip time (the file's own clock, as the worker sees it), upscaled
+Each output PNG is the first frame at or after that clip time (the file's own clock, as the worker sees it;
+the file name carries the frame's own timestamp), upscaled
 to at least ``--min-width`` pixels, with grid lines every 0.1 (thin every 0.05) labelled in normalized
 0..1 coordinates, so boxes can be read off directly in the label format of eval/labels/README.md.
 With ``--labels`` the label file's vehicles, zones and groups are drawn on top, to check a label file
@@ -21,10 +22,27 @@ import numpy as np
 import yaml
 
 
-def frame_at(cap: cv2.VideoCapture, t: float) -> np.ndarray | None:
-    cap.set(cv2.CAP_PROP_POS_MSEC, t * 1000.0)
-    ok, img = cap.read()
-    return img if ok else None
+def frames_at(path: Path, times: list[float]) -> list[tuple[float, float, np.ndarray]]:
+    """(asked time, frame pts, image) of the first frame at or after each time, decoding in order.
+
+    Seeking (CAP_PROP_POS_MSEC) lands on the wrong frame in files whose timestamps do not start at 0 or
+    are irregular (street_parking_residential_1 starts at 1.86 s), so frames are picked by their own pts,
+    the clock the worker uses.
+    """
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise SystemExit(f"cannot open {path}")
+    wanted = sorted(times)
+    out = []
+    while wanted and cap.grab():
+        pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        if pts + 1e-6 < wanted[0]:
+            continue
+        ok, img = cap.retrieve()
+        while ok and wanted and wanted[0] <= pts + 1e-6:
+            out.append((wanted.pop(0), pts, img))
+    cap.release()
+    return out
 
 
 def draw_grid(img: np.ndarray, crop: tuple[float, float, float, float]) -> np.ndarray:
@@ -87,19 +105,15 @@ def main() -> None:
     cap = cv2.VideoCapture(str(args.clip))
     if not cap.isOpened():
         raise SystemExit(f"cannot open {args.clip}")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    duration = cap.get(cv2.CAP_PROP_FRAME_COUNT) / fps
+    duration = cap.get(cv2.CAP_PROP_FRAME_COUNT) / (cap.get(cv2.CAP_PROP_FPS) or 25.0)
+    cap.release()
     times = list(args.times)
     if args.every:
         times += list(np.arange(0.0, duration, args.every))
     labels = yaml.safe_load(args.labels.read_text()) if args.labels else None
     args.out.mkdir(parents=True, exist_ok=True)
     crop = tuple(args.crop)
-    for t in sorted(set(round(t, 2) for t in times)):
-        img = frame_at(cap, t)
-        if img is None:
-            print(f"t={t}: no frame (clip is {duration:.1f} s)")
-            continue
+    for _asked, pts, img in frames_at(args.clip, sorted({round(t, 2) for t in times})):
         h, w = img.shape[:2]
         cx1, cy1, cx2, cy2 = (round(crop[0] * w), round(crop[1] * h), round(crop[2] * w), round(crop[3] * h))
         img = img[cy1:cy2, cx1:cx2]
@@ -108,8 +122,8 @@ def main() -> None:
         if not args.no_grid:
             img = draw_grid(img, crop)
         if labels:
-            img = draw_labels(img, labels, t, crop)
-        path = args.out / f"{args.clip.stem}_t{t:06.2f}.png"
+            img = draw_labels(img, labels, pts, crop)
+        path = args.out / f"{args.clip.stem}_t{pts:06.2f}.png"
         cv2.imwrite(str(path), img)
         print(path)
 

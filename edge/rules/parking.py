@@ -15,8 +15,9 @@ it was first seen, and that appearance decides identity and presence (edge/rules
   timer simply continues; if not, the vehicle has left and its incident closes ``grace_s`` after it was
   last seen.
 - **Evidence of a vehicle.** With images, a spot opens an incident only when its reference patch is
-  textured (not bare road from a junk box), it has been detected at least twice and its appearance has
-  been confirmed at two or more later samples.
+  textured (not bare road from a junk box), it has been detected at least twice, in at least
+  ``MIN_DETECTION_RATE`` of the samples since it was first seen, and its appearance has been confirmed at
+  two or more later samples.
 
 Without images (replays of cached detections, constructed tests) the rule runs on detections alone.
 One vehicle never has two open incidents: a spot whose box lies over a vehicle that has an open incident
@@ -38,6 +39,10 @@ SAME_VEHICLE = 0.6  # patch similarity at or above which it is the same vehicle 
 FOLLOW_LIGHTING = 0.85  # similarity at or above which the reference follows the current patch a little
 MIN_CONFIRMS = 2  # appearance matches after the reference before an incident may open
 MIN_DETECTIONS = 2
+# With images, detections at a spot per analysed sample since it was first seen: a parked car that SSD
+# finds in one sample of three still passes; a junk box that flickers on road markings (zebra stripes are
+# as textured as a car) once in ten samples does not, even though its patch "stays" perfectly.
+MIN_DETECTION_RATE = 0.2
 ONE_VEHICLE_OVERLAP = 0.5  # of the smaller box: two spots this much on top of each other are one vehicle
 
 
@@ -103,6 +108,7 @@ class ParkingRule(ZoneRule):
         """Spots whose patch still shows their vehicle (touched: they stay remembered)."""
         present: set[int] = set()
         for spot in self.memory.spots:
+            spot.data["samples"] = spot.data.get("samples", 0) + 1
             ref = spot.data.get("ref")
             if ref is None:
                 continue
@@ -128,7 +134,9 @@ class ParkingRule(ZoneRule):
         if spot.hits < MIN_DETECTIONS or now - self.dwell_start(spot.started_at) < self.zone.dwell_s:
             return False
         if with_images:  # the vehicle must have been seen to stay: a textured reference, confirmed since
-            return spot.data.get("ref") is not None and spot.data.get("confirms", 0) >= MIN_CONFIRMS
+            samples = spot.data.get("samples", 0) + 1
+            return (spot.data.get("ref") is not None and spot.data.get("confirms", 0) >= MIN_CONFIRMS
+                    and spot.hits / samples >= MIN_DETECTION_RATE)
         return True
 
     def _another_incident_on(self, spot: Spot, seen: list[Spot]) -> bool:
