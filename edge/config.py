@@ -340,6 +340,19 @@ class ZoneConfig(Strict):
     cooldown_s: float = Field(60.0, ge=0)
     forecast_horizon_s: float = Field(120.0, ge=0, description="0 disables the early warning.")
     forecast_window_s: float = Field(120.0, gt=0)
+    count_method: Literal["auto", "tracks", "detections"] = Field(
+        "auto", description="How a crowd zone counts: 'detections' = person boxes of the frame; 'tracks' = "
+        "boxes fused over time with the tracker (a person held for track_hold_s through missed detections, "
+        "duplicates once); 'auto' = tracks plus a foreground estimate of the people the detector misses "
+        "(needs the frame and the camera's learned person size; falls back to tracks until then).",
+    )
+    track_hold_s: float = Field(
+        2.0, ge=0, description="Crowd: a confirmed person track still counts this long after its last detection, "
+        "at its predicted position."
+    )
+    stationary_s: float = Field(
+        5.0, gt=0, description="Crowd: a counted person standing still this long is reported in 'stationary'."
+    )
 
     @field_validator("points")
     @classmethod

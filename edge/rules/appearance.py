@@ -23,6 +23,7 @@ FLAT_STD = 6.0  # a block with less contrast than this (grey levels) is compared
 NCC_MATCH = 0.5
 FLAT_MEAN_MATCH = 14.0  # grey levels
 MIN_TEXTURE = 10.0  # std of a whole patch below this: road surface or sky, not a vehicle
+MIN_SIDE_PX = 20  # a box smaller than this on either side is a few blurred pixels: no identity evidence
 
 
 def grey(image: np.ndarray) -> np.ndarray:
@@ -30,11 +31,13 @@ def grey(image: np.ndarray) -> np.ndarray:
 
 
 def patch(image_grey: np.ndarray, box: np.ndarray) -> np.ndarray | None:
-    """The box's patch (float32, PATCH × PATCH), or None when the box is (almost) outside the frame."""
+    """The box's patch (float32, PATCH × PATCH), or None when the box is outside the frame or too small."""
     h, w = image_grey.shape[:2]
     x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
     x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
     if x2 - x1 < 4 or y2 - y1 < 4:
+        return None
+    if x2 - x1 < MIN_SIDE_PX or y2 - y1 < MIN_SIDE_PX:
         return None
     crop = image_grey[y1:y2, x1:x2]
     return cv2.resize(crop, (PATCH, PATCH), interpolation=cv2.INTER_AREA).astype(np.float32)

@@ -1,7 +1,16 @@
 """crowd_density: persons per m² in a crowd zone, levels with hysteresis, cooldown and a trend forecast.
 
-Per update: count persons whose anchor is in the zone; the count is averaged over the last
-``smoothing_s`` seconds; density = smoothed count / ``area_m2``.
+Per update, the zone's person estimate (``count_method``):
+- ``detections``: person boxes of this frame whose anchor is in the zone;
+- ``tracks``: the boxes fused over time with the tracker (edge.rules.crowd_fusion): a confirmed track
+  missed by the detector still counts for ``track_hold_s`` at its predicted place, duplicates once;
+- ``auto`` (default): tracks, plus the people the detector misses, estimated from foreground pixels
+  divided by the pixel size of one person at that row (edge.rules.crowd_estimate), once the frame and a
+  person size are there; held tracks whose predicted box shows no foreground are dropped.
+Each figure carries the estimate, an 80 % interval (``count_low``..``count_high``), the method used, the
+raw per-frame box count and how many counted persons have stood still for ``stationary_s``
+(``stationary``). The estimate is averaged over the last ``smoothing_s`` seconds;
+density = smoothed estimate / ``area_m2``; levels and the forecast follow the density.
 
 Levels (normal < elevated < high < critical): the level rises as soon as the density reaches a
 threshold and falls only when the density is below ``threshold × (1 − hysteresis)``.
@@ -29,9 +38,14 @@ import numpy as np
 
 from edge.detections import Detections
 from edge.incidents import Incident, IncidentEvent, rfc3339
+from edge.labels import class_family
 from edge.rules.base import Scene, ZoneRule
+from edge.rules.crowd_estimate import ForegroundCounter
+from edge.rules.crowd_fusion import FusedPersons, TrackFusion
 
 LEVELS = ["normal", "elevated", "high", "critical"]
+Z80 = 1.2816  # two-sided 80 % interval of a normal distribution
+HELD_MIN_SUPPORT = 0.25  # a held track's predicted box must hold this many persons' worth of foreground
 
 
 @dataclass(slots=True)
@@ -42,11 +56,28 @@ class CrowdFigure:
     camera_id: str
     zone: str
     timestamp: float
-    count: int
-    raw_count: int
-    density: float
+    count: int  # the published estimate, rounded
+    raw_count: int  # person boxes of this frame in the zone
+    density: float  # persons per m², from the estimate averaged over smoothing_s
     level: str
     forecast: dict[str, Any] | None = None
+    estimate: float | None = None  # None: same as count
+    count_low: int | None = None  # 80 % interval of the estimate
+    count_high: int | None = None
+    count_method: str = "detections"  # detections | tracks | tracks+foreground
+    stationary: int = 0  # counted persons standing still for at least stationary_s
+
+    def counts(self) -> dict[str, Any]:
+        """The count fields, shared by the live figure and the incident's ``crowd`` object."""
+        return {
+            "count": self.count,
+            "estimate": round(float(self.count if self.estimate is None else self.estimate), 1),
+            "count_low": self.count if self.count_low is None else self.count_low,
+            "count_high": self.count if self.count_high is None else self.count_high,
+            "count_method": self.count_method,
+            "raw_count": self.raw_count,
+            "stationary": self.stationary,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,9 +85,10 @@ class CrowdFigure:
             "camera_id": self.camera_id,
             "zone": self.zone,
             "at": rfc3339(self.timestamp),
-            "count": self.count,
+            **self.counts(),
             "density": round(self.density, 4),
             "level": self.level,
+            "forecast": dict(self.forecast) if self.forecast else None,
         }
 
 
@@ -101,22 +133,33 @@ class CrowdRule(ZoneRule):
         thresholds = (zone.levels.elevated, zone.levels.high, zone.levels.critical)
         if not hasattr(self, "levels"):
             self.levels = CrowdLevelTracker(thresholds, zone.hysteresis)
-            self.counts: deque[tuple[float, int]] = deque()
+            self.counts: deque[tuple[float, float]] = deque()
             self.densities: deque[tuple[float, float]] = deque()
             self.incident: Incident | None = None
             self.reported_level = 0
             self.reported_warning = False
             self.lower_since: float | None = None
             self.figure: CrowdFigure | None = None
+            self.fusion = TrackFusion(zone.track_hold_s, zone.stationary_s)
+            self.foreground = ForegroundCounter(self._size_family(zone))
         else:
             self.levels.thresholds, self.levels.hysteresis = thresholds, zone.hysteresis
+            self.fusion.configure(zone.track_hold_s, zone.stationary_s)
+            self.foreground.family = self._size_family(zone)
+        self.watched = np.array(zone.watched_classes(), dtype=object)
+
+    @staticmethod
+    def _size_family(zone) -> str:  # type: ignore[no-untyped-def]
+        """The size-model family for one person: 'person' when watched, else the first watched class's."""
+        classes = zone.watched_classes()
+        return "person" if "person" in classes else class_family(classes[0])
 
     def evaluate(
         self, detections: Detections, now: float, frame_size: tuple[int, int], active: bool, scene: Scene
     ) -> list[IncidentEvent]:
-        raw = int(self.geometry.member_mask(detections, frame_size).sum())
         z = self.zone
-        self.counts.append((now, raw))
+        estimate, low, high, raw, method, stationary = self._estimate(detections, now, frame_size, scene)
+        self.counts.append((now, estimate))
         while self.counts and self.counts[0][0] < now - z.smoothing_s:
             self.counts.popleft()
         smoothed = float(np.mean([c for _, c in self.counts]))
@@ -131,15 +174,60 @@ class CrowdRule(ZoneRule):
             camera_id=self.factory.context.camera["id"],
             zone=z.name,
             timestamp=now,
-            count=int(round(smoothed)),
+            count=int(round(estimate)),
             raw_count=raw,
             density=density,
             level=LEVELS[level],
             forecast=forecast,
+            estimate=estimate,
+            count_low=int(np.floor(low + 1e-9)),
+            count_high=int(np.ceil(high - 1e-9)),
+            count_method=method,
+            stationary=stationary,
         )
         if not active:
             return []
         return self._lifecycle(now, frame_size, level, forecast)
+
+    def _estimate(
+        self, detections: Detections, now: float, frame_size: tuple[int, int], scene: Scene
+    ) -> tuple[float, float, float, int, str, int]:
+        """(estimate, low, high, raw box count, method, stationary) for this update."""
+        z = self.zone
+        persons = detections[np.isin(detections.class_names, self.watched)] if len(detections) else detections
+        fused = self.fusion.update(persons, now, frame_size, lambda xyxy: self._member(xyxy, frame_size))
+        if z.count_method == "detections":
+            n = float(fused.raw)
+            return n, n, n, fused.raw, "detections", fused.stationary
+        fg = None
+        if z.count_method == "auto":
+            ready = self.foreground.observe(
+                scene.image, now, self.geometry.points_px(frame_size).astype(np.float64), frame_size, scene.sizes,
+                fused.frame_boxes, fused.frame_scores, fused.moving,
+            )
+            if ready and fused.held:
+                fused = fused.without_held(self.foreground.support(fused.boxes[fused.held_mask]) < HELD_MIN_SUPPORT)
+            fg = self.foreground.estimate(fused.boxes)
+        return self._combine(fused, fg)
+
+    @staticmethod
+    def _combine(fused: FusedPersons, fg) -> tuple[float, float, float, int, str, int]:  # type: ignore[no-untyped-def]
+        """Fused boxes plus the foreground residual. Low end: this frame's boxes and the residual's lower 80 %
+        bound (a held track may have left); high end: every fused person and the residual's upper bound."""
+        count = float(fused.count)
+        if fg is None:
+            return count, float(fused.current), count, fused.raw, "tracks", fused.stationary
+        estimate = count + fg.residual
+        low = fused.current + max(0.0, fg.residual - Z80 * fg.sigma)
+        high = estimate + Z80 * fg.sigma
+        return estimate, low, high, fused.raw, "tracks+foreground", fused.stationary
+
+    def _member(self, xyxy: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+        n = len(xyxy)
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        boxes = Detections(xyxy, np.ones(n), np.zeros(n), np.full(n, self.watched[0], dtype=object))
+        return self.geometry.member_mask(boxes, frame_size)
 
     def _forecast(self, now: float, level: int) -> dict[str, Any] | None:
         z = self.zone
@@ -161,7 +249,7 @@ class CrowdRule(ZoneRule):
         f = self.figure
         assert f is not None
         return {
-            "count": f.count,
+            **f.counts(),
             "density": round(f.density, 4),
             "level": LEVELS[level],
             "previous_level": LEVELS[previous] if previous is not None else None,

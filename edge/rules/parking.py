@@ -17,7 +17,9 @@ it was first seen, and that appearance decides identity and presence (edge/rules
 - **Evidence of a vehicle.** With images, a spot opens an incident only when its reference patch is
   textured (not bare road from a junk box), it has been detected at least twice, in at least
   ``MIN_DETECTION_RATE`` of the samples since it was first seen, and its appearance has been confirmed at
-  two or more later samples.
+  two or more later samples and in at least ``MIN_PRESENCE_RATE`` of them. A box too small to tell two
+  vehicles apart (``appearance.MIN_SIDE_PX``) gives no appearance evidence, so far-away dense traffic
+  cannot look "stationary" because its cars all look alike.
 
 Without images (replays of cached detections, constructed tests) the rule runs on detections alone.
 One vehicle never has two open incidents: a spot whose box lies over a vehicle that has an open incident
@@ -43,6 +45,9 @@ MIN_DETECTIONS = 2
 # finds in one sample of three still passes; a junk box that flickers on road markings (zebra stripes are
 # as textured as a car) once in ten samples does not, even though its patch "stays" perfectly.
 MIN_DETECTION_RATE = 0.2
+# With images, appearance matches per sample since the reference was taken: a parked car matches in nearly
+# every sample (less while something passes in front); a lane of similar-looking cars matches now and then.
+MIN_PRESENCE_RATE = 0.4
 ONE_VEHICLE_OVERLAP = 0.5  # of the smaller box: two spots this much on top of each other are one vehicle
 
 
@@ -135,8 +140,9 @@ class ParkingRule(ZoneRule):
             return False
         if with_images:  # the vehicle must have been seen to stay: a textured reference, confirmed since
             samples = spot.data.get("samples", 0) + 1
-            return (spot.data.get("ref") is not None and spot.data.get("confirms", 0) >= MIN_CONFIRMS
-                    and spot.hits / samples >= MIN_DETECTION_RATE)
+            confirms = spot.data.get("confirms", 0)
+            return (spot.data.get("ref") is not None and confirms >= MIN_CONFIRMS
+                    and spot.hits / samples >= MIN_DETECTION_RATE and confirms / samples >= MIN_PRESENCE_RATE)
         return True
 
     def _another_incident_on(self, spot: Spot, seen: list[Spot]) -> bool:

@@ -139,7 +139,8 @@ class CaseRunner:
             r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             dropped: Counter = Counter()
             for p in worker.pipelines.values():
-                dropped.update(p.front_end.drops)
+                front_end = getattr(p, "front_end", None)  # absent in releases before the junk-box filter
+                dropped.update(front_end.drops if front_end is not None else {})
         crowd = [dict(f, t=round(clip_time(f["at"]), 3)) for f in collector.crowd]
         return CaseResult(
             clip=labels.clip,

@@ -1,0 +1,135 @@
+"""illegal_parking with images: identity and presence from appearance (edge/rules/appearance.py).
+
+Frames are constructed: a textured road, vehicles as textured blocks (each vehicle its own random
+texture), so what a vehicle looks like is under the test's control. Detections are constructed too, which
+is how the detector's flicker, id switches and misses are forced.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.detections import Detections
+from edge.rules import Scene
+from tests.test_rules_parking import FRAME, T0, VALIDATOR, engine
+
+W, H = FRAME
+BOX = (40, 300, 160, 380)  # bottom centre inside the kerb zone of tests.test_rules_parking
+
+
+def road(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.normal(100, 12, (H, W)).astype(np.float32)
+    return cv2.cvtColor(np.clip(cv2.GaussianBlur(img, (0, 0), 2), 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def vehicle_texture(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(1000 + seed)
+    h, w = BOX[3] - BOX[1], BOX[2] - BOX[0]
+    small = rng.integers(20, 235, (6, 8, 3)).astype(np.uint8)  # blocky panels, windows, roof
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def frame_with(*vehicles: tuple[int, tuple[int, int, int, int]], base: np.ndarray) -> np.ndarray:
+    img = base.copy()
+    for seed, (x1, y1, x2, y2) in vehicles:
+        tex = cv2.resize(vehicle_texture(seed), (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
+        img[y1:y2, x1:x2] = tex
+    return img
+
+
+def det(box: tuple[int, int, int, int], track_id: int = -1, score: float = 0.6) -> Detections:
+    return Detections([box], [score], [3], ["car"], [track_id])
+
+
+def run(frames: list[tuple[float, Detections, np.ndarray]], **zone) -> list[tuple[float, object]]:
+    eng = engine(zone or None)
+    out = []
+    for t, d, img in frames:
+        for ev in eng.update(d, T0 + t, FRAME, Scene(img)).events:
+            VALIDATOR.validate(ev.payload(None))
+            out.append((t, ev))
+    return out
+
+
+@pytest.mark.parametrize("fps", [1, 2, 5])
+def test_a_stream_of_different_vehicles_through_one_place_never_fires(fps):
+    base = road()
+    frames = []
+    for i in range(int(60 * fps)):  # a different vehicle at the same place in every sample, for a minute
+        t = i / fps
+        frames.append((t, det(BOX, track_id=-1 if i % 2 else 100 + i, score=0.3 if i % 2 else 0.7),
+                       frame_with((i, BOX), base=base)))
+    assert run(frames) == []
+
+
+def test_same_vehicle_through_id_switches_and_half_missed_detections_is_one_incident_timed_from_arrival():
+    base = road()
+    frames = []
+    for i in range(40):  # 0..39.5 s at 2 fps; the detector sees it every other sample, with a new id each time
+        t = i * 0.5
+        d = det(BOX, track_id=-1 if i % 4 == 2 else 10 + i) if i % 2 == 0 else Detections.empty()
+        frames.append((t, d, frame_with((7, BOX), base=base)))
+    events = run(frames)
+    assert [ev.event for _, ev in events] == ["opened"]
+    t_open, opened = events[0]
+    payload = opened.payload(None)
+    assert t_open == pytest.approx(10.0, abs=0.6)
+    assert payload["started_at"] == payload["subject"]["arrived_at"]
+    assert payload["subject"]["evidence"] == "appearance" and payload["subject"]["appearance"] > 0.9
+
+
+def test_presence_from_appearance_when_the_detector_stops_seeing_the_vehicle():
+    """Two detections start the timer; appearance alone keeps it to the dwell, and departure ends it."""
+    base = road()
+    frames = [(t * 0.5, det(BOX, 5) if t in (0, 2, 4) else Detections.empty(),
+               frame_with((3, BOX), base=base)) for t in range(0, 30)]  # parked 0..14.5 s
+    frames += [(15 + t * 0.5, Detections.empty(), base) for t in range(0, 20)]  # gone: the road shows
+    events = run(frames, dwell_s=5)
+    kinds = [(ev.event, round(t, 1)) for t, ev in events]
+    assert kinds[0] == ("opened", 5.0)
+    assert kinds[-1][0] == "closed" and events[-1][1].payload(None)["close_reason"] == "left"
+    assert 19.5 <= kinds[-1][1] <= 21.0  # grace_s 5 after it was last seen at 14.5 s
+
+
+def test_partial_occlusion_by_a_passing_vehicle_for_five_seconds_keeps_the_timer():
+    base = road()
+    frames = []
+    for i in range(50):  # 0..24.5 s at 2 fps
+        t = i * 0.5
+        img = frame_with((4, BOX), base=base)
+        d = det(BOX, 1)
+        if 4.0 <= t < 9.0:  # a van passes in front, covering the left 60 % of the parked car
+            x1, y1, x2, y2 = BOX
+            img = frame_with((4, BOX), (99, (x1 - 30, y1 - 10, x1 + 72, y2 + 10)), base=base)
+            d = Detections.empty()
+        frames.append((t, d, img))
+    events = run(frames)
+    assert [ev.event for _, ev in events] == ["opened"]
+    assert events[0][0] == pytest.approx(10.0, abs=0.6)  # dwell from arrival at 0 s, not from 9 s
+    assert events[0][1].payload(None)["incident_id"]
+
+
+def test_a_vehicle_leaving_and_another_parking_in_the_same_place_are_two_incidents():
+    base = road()
+    frames = [(t * 0.5, det(BOX, 1), frame_with((1, BOX), base=base)) for t in range(0, 30)]  # car 1: 0-14.5 s
+    frames += [(15 + t * 0.5, det(BOX, -1), frame_with((2, BOX), base=base)) for t in range(0, 30)]  # car 2
+    events = run(frames)
+    opened = [(t, ev) for t, ev in events if ev.event == "opened"]
+    assert len(opened) == 2
+    assert opened[0][0] == pytest.approx(10.0, abs=0.6) and opened[1][0] == pytest.approx(25.0, abs=0.6)
+    assert opened[0][1].incident_id != opened[1][1].incident_id
+    closed = [ev for _, ev in events if ev.event == "closed"]
+    assert [ev.incident_id for ev in closed] == [opened[0][1].incident_id]
+
+
+def test_junk_box_flickering_on_road_markings_never_fires():
+    """Zebra stripes are textured and never change: a low-score box there now and then is not a car."""
+    base = road()
+    cv2.rectangle(base, (BOX[0], BOX[1]), (BOX[2], BOX[3]), (230, 230, 230), -1)
+    for x in range(BOX[0], BOX[2], 20):
+        cv2.rectangle(base, (x, BOX[1]), (x + 9, BOX[3]), (60, 60, 60), -1)
+    frames = [(t * 0.5, det(BOX, -1, 0.25) if t % 12 == 0 else Detections.empty(), base) for t in range(120)]
+    assert run(frames) == []
