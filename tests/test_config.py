@@ -94,7 +94,7 @@ def test_the_repository_cameras_yaml_validates():
     cfg = load_config(REPO / "cameras.yaml", env={})
     assert cfg.edge_id == "edge-demo-01" and len(cfg.cameras) >= 3
     zones = {z.name: z for c in cfg.cameras for z in c.zones}
-    assert zones["west-kerb-no-parking"].dwell_s == 10 and zones["plaza-floor"].area_m2 == 400
+    assert zones["west-kerb-no-parking"].dwell_s == 180 and zones["plaza-floor"].area_m2 == 400
     assert all(Path(c.url).is_absolute() for c in cfg.cameras)  # file urls resolved next to the yaml
 
 
