@@ -220,7 +220,7 @@ class CaseEvidence(Base):
     __tablename__ = "case_evidence"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # before | after | attachment
+    kind: Mapped[str] = mapped_column(String(16))  # before | after | attachment | arrival | closeup
     sha256: Mapped[str] = mapped_column(String(64))
     content_type: Mapped[str | None] = mapped_column(String(64))
     bytes: Mapped[int | None] = mapped_column(Integer)

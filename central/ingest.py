@@ -88,6 +88,7 @@ class _Checked:
     ended: datetime | None
     emitted: datetime
     snapshot: tuple[bytes, str, str] | None  # (data, content type, sha256)
+    evidence: list[tuple[str, datetime, tuple[bytes, str, str]]] = field(default_factory=list)  # (kind, at, image)
 
 
 @dataclass
@@ -236,10 +237,14 @@ def _cut(value: Any, limit: int) -> str | None:
 
 
 def _strip_snapshot(payload: dict[str, Any]) -> dict[str, Any]:
-    snap = payload.get("snapshot")
-    if not snap:
-        return payload
-    return {**payload, "snapshot": {k: v for k, v in snap.items() if k != "data"}}
+    """The payload as stored: image data lives in the evidence store, not in the JSON."""
+    out = dict(payload)
+    if payload.get("snapshot"):
+        out["snapshot"] = {k: v for k, v in payload["snapshot"].items() if k != "data"}
+    if payload.get("evidence"):
+        out["evidence"] = [{**e, "snapshot": {k: v for k, v in e["snapshot"].items() if k != "data"}}
+                           for e in payload["evidence"]]
+    return out
 
 
 def _topic_parts(topic: str, prefix: str) -> tuple[str, str] | None:
@@ -491,7 +496,9 @@ class IngestService:
             last_seen=parse_time(p["last_seen_at"], "last_seen_at"),
             ended=parse_time(p["ended_at"], "ended_at") if p.get("ended_at") else None,
             emitted=parse_time(p["emitted_at"], "emitted_at"),
-            snapshot=self._snapshot(p),
+            snapshot=self._snapshot(p.get("snapshot")),
+            evidence=[(e["kind"], parse_time(e["at"], f"evidence[{i}].at"),  # type: ignore[misc]
+                       self._snapshot(e["snapshot"], f"evidence[{i}]")) for i, e in enumerate(p.get("evidence") or [])],
         )
 
     def _incident(
@@ -537,6 +544,9 @@ class IngestService:
                 result.outcome = "silenced"
         if snapshot is not None and inc.case_id is not None and result.outcome == "applied":
             self._add_snapshot(session, inc.case_id, snapshot, incident_id, event_id, now, batch)
+        if inc.case_id is not None and result.outcome == "applied":
+            for kind, taken_at, image in checked.evidence:  # dated when taken (the arrival photo is older)
+                self._add_snapshot(session, inc.case_id, image, incident_id, event_id, taken_at, batch, kind=kind)
         batch.events.add(event_id)
         batch.event_rows.append({  # inserted in bulk (Core) at the end of the batch
             "event_id": event_id, "incident_id": incident_id, "seq": seq, "event": kind, "emitted_at": emitted,
@@ -553,27 +563,27 @@ class IngestService:
     def _grid_cell(self, p: dict[str, Any]) -> str | None:
         return p["zone"].get("grid_cell") or ((p["camera"].get("location") or {}).get("grid_cell"))
 
-    def _snapshot(self, p: dict[str, Any]) -> tuple[bytes, str, str] | None:
-        snap = p.get("snapshot")
+    def _snapshot(self, snap: dict[str, Any] | None, what: str = "snapshot") -> tuple[bytes, str, str] | None:
+        """Decode and verify one inline JPEG (the snapshot or an evidence item's)."""
         if not snap:
             return None
         try:
             data = base64.b64decode(snap.get("data") or "", validate=True)
         except (binascii.Error, ValueError):
-            raise DeadLetterReason("bad_snapshot", "snapshot.data is not valid base64") from None
+            raise DeadLetterReason("bad_snapshot", f"{what}.data is not valid base64") from None
         if len(data) > self.config.max_snapshot_bytes:
             limit = self.config.max_snapshot_bytes
-            raise DeadLetterReason("bad_snapshot", f"snapshot is {len(data)} bytes, over max_snapshot_bytes={limit}")
+            raise DeadLetterReason("bad_snapshot", f"{what} is {len(data)} bytes, over max_snapshot_bytes={limit}")
         digest = hashlib.sha256(data).hexdigest()
         if digest != str(snap.get("sha256", "")).lower():
-            raise DeadLetterReason("bad_snapshot", f"snapshot sha256 mismatch (data hashes to {digest[:16]}…)")
+            raise DeadLetterReason("bad_snapshot", f"{what} sha256 mismatch (data hashes to {digest[:16]}…)")
         if snap.get("bytes") is not None and snap["bytes"] != len(data):
-            raise DeadLetterReason("bad_snapshot", f"snapshot.bytes={snap['bytes']} but data has {len(data)} bytes")
+            raise DeadLetterReason("bad_snapshot", f"{what}.bytes={snap['bytes']} but data has {len(data)} bytes")
         return data, str(snap.get("content_type") or "image/jpeg"), digest
 
     def _add_snapshot(
         self, session: Session, case_id: int, snapshot: tuple[bytes, str, str], incident_id: str, event_id: str,
-        now: datetime, batch: _Batch,
+        now: datetime, batch: _Batch, kind: str = "before",
     ) -> None:
         data, content_type, digest = snapshot
         try:
@@ -588,11 +598,11 @@ class IngestService:
             select(CaseEvidence.id).where(CaseEvidence.case_id == case_id, CaseEvidence.sha256 == digest).limit(1)
         )
         if exists is None:
-            session.add(CaseEvidence(case_id=case_id, kind="before", sha256=digest, content_type=content_type,
+            session.add(CaseEvidence(case_id=case_id, kind=kind, sha256=digest, content_type=content_type,
                                      bytes=len(data), at=now, incident_id=incident_id, event_id=event_id,
                                      actor=SYSTEM_ACTOR))
             case = batch.get(session, Case, case_id)
-            if case is not None and case.snapshot_sha256 is None:
+            if kind == "before" and case is not None and case.snapshot_sha256 is None:
                 case.snapshot_sha256 = digest
 
     def _touch_camera(self, session: Session, edge_id: str, p: dict[str, Any], now: datetime, batch: _Batch) -> None:

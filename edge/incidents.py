@@ -63,6 +63,17 @@ class Subject:
     appearance: float | None = None  # parking: last patch similarity to the reference
 
 
+@dataclass(frozen=True, slots=True)
+class EvidenceFrame:
+    """An extra photograph for an incident: ``kind`` "arrival" (when the vehicle was first seen staying)
+    with the frame of that moment and the box there. Rendered to JPEG on the evidence thread."""
+
+    kind: str
+    at: float
+    image: Any  # BGR numpy array; never mutated
+    box_px: tuple[float, float, float, float]
+
+
 @dataclass(slots=True)
 class Incident:
     type: str
@@ -75,6 +86,7 @@ class Incident:
     crowd: dict[str, Any] | None = None
     closed: bool = False
     last_event_at: float = 0.0
+    evidence: tuple[EvidenceFrame, ...] = ()  # extra photographs, sent with the opening event
 
     def dwell_s(self) -> float:
         return max(0.0, self.last_seen_at - self.started_at)
@@ -102,6 +114,7 @@ class IncidentEvent:
     frame_size: tuple[int, int]
     close_reason: str | None = None
     needs_snapshot: bool = False
+    evidence: tuple[EvidenceFrame, ...] = ()
 
     @property
     def zone_name(self) -> str:
@@ -115,8 +128,13 @@ class IncidentEvent:
         w, h = self.frame_size
         return np.round(np.asarray(self.zone.points, dtype=np.float64) * np.array([w, h])).astype(np.int32)
 
-    def payload(self, snapshot: bytes | None = None) -> dict[str, Any]:
-        """The JSON-ready dict of schema gridwatch.incident/1 (snapshot JPEG inlined as base64)."""
+    def payload(
+        self, snapshot: bytes | None = None, evidence: list[tuple[str, float, bytes]] | None = None
+    ) -> dict[str, Any]:
+        """The JSON-ready dict of schema gridwatch.incident/1 (snapshot JPEG inlined as base64).
+
+        ``evidence``: extra JPEGs as (kind, time, bytes), e.g. the arrival photograph and a close-up.
+        """
         w, h = self.frame_size
         out: dict[str, Any] = {
             "schema": SCHEMA_ID,
@@ -146,6 +164,10 @@ class IncidentEvent:
         }
         if self.close_reason is not None:
             out["close_reason"] = self.close_reason
+        if evidence:
+            out["evidence"] = [
+                {"kind": kind, "at": rfc3339(at), "snapshot": _snapshot_dict(jpeg)} for kind, at, jpeg in evidence
+            ]
         return out
 
 
@@ -207,8 +229,10 @@ class IncidentFactory:
         *,
         subject: Subject | None = None,
         crowd: dict[str, Any] | None = None,
+        evidence: tuple[EvidenceFrame, ...] = (),
     ) -> tuple[Incident, IncidentEvent]:
-        inc = Incident(type=type_, zone=zone, started_at=started_at, last_seen_at=now, subject=subject, crowd=crowd)
+        inc = Incident(type=type_, zone=zone, started_at=started_at, last_seen_at=now, subject=subject, crowd=crowd,
+                       evidence=evidence)
         return inc, self.event(inc, "opened", now, frame_size, needs_snapshot=True)
 
     def event(
@@ -252,4 +276,5 @@ class IncidentFactory:
             frame_size=frame_size,
             close_reason=close_reason if kind == "closed" else None,
             needs_snapshot=needs_snapshot,
+            evidence=inc.evidence if needs_snapshot else (),
         )

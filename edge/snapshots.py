@@ -6,6 +6,9 @@ evidence thread, never in the detection loop.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import cv2
 import numpy as np
 
@@ -48,11 +51,17 @@ def render_evidence(
     config: SnapshotConfig | None = None,
     *,
     zone_polygon_px: np.ndarray | None = None,
+    tz: ZoneInfo | None = None,
+    at: float | None = None,
+    box_px: tuple[float, float, float, float] | None = None,
+    caption: str | None = None,
 ) -> bytes:
-    """JPEG of the frame with the event's zone (translucent, labelled) and subject box highlighted.
+    """JPEG of the frame with the event's zone (translucent, labelled) and subject box highlighted, the time
+    burnt in (``at``, default the event's time, in ``tz``, default UTC).
 
     ``camera`` is accepted for the caller's convenience (the zone comes from the event itself);
-    ``zone_polygon_px`` overrides the zone outline, e.g. when the frame was resized.
+    ``zone_polygon_px`` overrides the zone outline, e.g. when the frame was resized; ``box_px`` and
+    ``caption`` override the subject's box and label (the arrival photograph shows the box of that moment).
     """
     cfg = config or SnapshotConfig()
     h, w = image.shape[:2]
@@ -64,14 +73,66 @@ def render_evidence(
     sx, sy = w / max(fw, 1), h / max(fh, 1)  # event coordinates are in the frame the rules saw
     thick = max(2, int(min(w, h) / 240))
     if event.subject is not None:
-        x1, y1, x2, y2 = event.subject.box_px
+        x1, y1, x2, y2 = box_px or event.subject.box_px
         p1, p2 = (int(x1 * sx), int(y1 * sy)), (int(x2 * sx), int(y2 * sy))
         cv2.rectangle(out, p1, p2, HIGHLIGHT_COLOR, thick, cv2.LINE_AA)
-        ids = ",".join(str(t) for t in event.subject.track_ids[-3:])
-        draw_label(out, f"{event.subject.cls} #{ids} {event.dwell_s:.0f}s", (p1[0], p1[1] - 4), HIGHLIGHT_COLOR)
+        draw_label(out, caption or subject_caption(event, tz), (p1[0], p1[1] - 4), HIGHLIGHT_COLOR)
     elif event.crowd is not None:
         c = event.crowd
         draw_label(out, f"{c['count']} persons  {c['density']:.3f}/m2  {c['level']}", (8, 28), HIGHLIGHT_COLOR)
     title = f"{event.type}  {event.context.camera['id']}  {zone.name}"
     draw_label(out, title, (8, h - 8), (30, 30, 30))
+    stamp = clock_text(event.emitted_at if at is None else at, tz, with_date=True)
+    draw_label(out, stamp, (w, 22), (30, 30, 30))  # kept inside the frame: top right
     return encode_jpeg(out, quality=cfg.jpeg_quality, max_width=cfg.max_width, max_bytes=cfg.max_bytes)
+
+
+def clock_text(ts: float, tz: ZoneInfo | None, *, with_date: bool = False) -> str:
+    dt = datetime.fromtimestamp(ts, tz or UTC)
+    return dt.strftime("%Y-%m-%d %H:%M:%S %Z" if with_date else "%H:%M:%S")
+
+
+def subject_caption(event, tz: ZoneInfo | None) -> str:  # event: edge.incidents.IncidentEvent
+    """'car  #3,7  stopped 15:24:03  125 s': class, track ids (when the tracker held it), arrival, dwell."""
+    s = event.subject
+    parts = [s.cls]
+    if s.track_ids:
+        parts.append("#" + ",".join(str(t) for t in s.track_ids[-3:]))
+    if s.arrived_at is not None:
+        parts.append(f"stopped {clock_text(s.arrived_at, tz)}")
+    parts.append(f"{event.dwell_s:.0f} s")
+    return "  ".join(parts)
+
+
+def render_closeup(image: np.ndarray, event, config: SnapshotConfig | None = None, min_width: int = 320) -> bytes:
+    """The subject cropped from the frame with a margin and enlarged (plate region readable where the camera
+    allows it)."""
+    cfg = config or SnapshotConfig()
+    h, w = image.shape[:2]
+    fw, fh = event.frame_size
+    x1, y1, x2, y2 = event.subject.box_px
+    x1, x2 = x1 * w / max(fw, 1), x2 * w / max(fw, 1)
+    y1, y2 = y1 * h / max(fh, 1), y2 * h / max(fh, 1)
+    mx, my = (x2 - x1) * 0.2, (y2 - y1) * 0.2
+    crop = image[max(0, int(y1 - my)):min(h, int(y2 + my)) + 1, max(0, int(x1 - mx)):min(w, int(x2 + mx)) + 1]
+    if crop.size == 0:
+        raise ValueError("subject box is outside the frame")
+    scale = max(1.0, min_width / crop.shape[1])
+    if scale > 1:
+        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    return encode_jpeg(crop, quality=cfg.jpeg_quality, max_width=cfg.max_width, max_bytes=cfg.max_bytes)
+
+
+def render_all(
+    image: np.ndarray, event, camera: CameraConfig | None, config: SnapshotConfig, tz: ZoneInfo | None
+) -> tuple[bytes, list[tuple[str, float, bytes]]]:
+    """The snapshot and the extra photographs of an opening event: arrival (if the rule kept one) and close-up."""
+    snapshot = render_evidence(image, event, camera, config, tz=tz)
+    extra: list[tuple[str, float, bytes]] = []
+    for frame in getattr(event, "evidence", ()):
+        caption = f"{event.subject.cls}  arrived {clock_text(frame.at, tz)}" if event.subject else None
+        extra.append((frame.kind, frame.at, render_evidence(frame.image, event, camera, config, tz=tz, at=frame.at,
+                                                            box_px=frame.box_px, caption=caption)))
+    if event.type == "illegal_parking" and event.subject is not None:
+        extra.append(("closeup", event.emitted_at, render_closeup(image, event, config)))
+    return snapshot, extra

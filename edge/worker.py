@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import cv2
 
@@ -257,20 +258,22 @@ class EdgeWorker:
         self._evidence.put((p, event, image, frame.captured_monotonic))
 
     def _evidence_loop(self) -> None:
-        from edge.snapshots import render_evidence
+        from edge.snapshots import render_all
+
+        tz = ZoneInfo(self.config.site.timezone)
 
         while True:
             item = self._evidence.get()
             if item is None:
                 return
             p, event, image, captured = item
-            snapshot = None
+            snapshot, extra = None, []
             if image is not None:
                 try:
-                    snapshot = render_evidence(image, event, p.camera, self.config.snapshots)
+                    snapshot, extra = render_all(image, event, p.camera, self.config.snapshots, tz)
                 except Exception:  # evidence is best effort; the event itself must still go out
                     log.exception("camera %s: snapshot rendering failed", p.camera.id)
-            payload = event.payload(snapshot)
+            payload = event.payload(snapshot, extra)
             if self.on_event_queued is not None:
                 self.on_event_queued(payload["event_id"], captured)
             if self.publisher is not None:

@@ -50,6 +50,29 @@ def test_opened_event_creates_an_auto_filed_case_with_snapshot(central) -> None:
     assert kinds == ["incident.event", "case.created"]
 
 
+def test_arrival_photo_and_closeup_are_stored_as_case_evidence(central) -> None:  # type: ignore[no-untyped-def]
+    other = TINY_JPEG[:-2] + b"\x00\x00" + TINY_JPEG[-2:]  # a different byte string (sha256 differs)
+    block = snapshot_block(other)
+    p = {**incident_payload(snapshot=True), "evidence": [
+        {"kind": "arrival", "at": "2026-11-23T01:58:00.000Z", "snapshot": block},
+        {"kind": "closeup", "at": "2026-11-23T02:00:00.000Z", "snapshot": snapshot_block()},
+    ]}
+    r = central.send(p)
+    assert r.outcome == "applied"
+    with central.session_factory() as s:
+        ev = s.scalars(select(CaseEvidence).where(CaseEvidence.case_id == r.case_id).order_by(CaseEvidence.id)).all()
+        # the close-up has the snapshot's bytes here, so it is stored once (evidence is deduplicated by sha256)
+        assert [e.kind for e in ev] == ["before", "arrival"]
+        assert s.get(Case, r.case_id).snapshot_sha256 == snapshot_block()["sha256"]
+        stored = s.get(Incident, p["incident_id"]).payload_json
+        assert stored["evidence"][0]["kind"] == "arrival" and "data" not in stored["evidence"][0]["snapshot"]
+    assert central.store.open(block["sha256"]) == other
+    bad = {**incident_payload(), "incident_id": "0b2f4f9e-31a9-4b0e-9d35-7f3a1c2b9e11",
+           "evidence": [{"kind": "arrival", "at": "2026-11-23T01:58:00.000Z",
+                         "snapshot": {**block, "sha256": "0" * 64}}]}
+    assert central.send(bad).outcome == "dead_letter"
+
+
 def test_duplicate_delivery_changes_nothing(central) -> None:  # type: ignore[no-untyped-def]
     p = incident_payload()
     first = central.send(p)

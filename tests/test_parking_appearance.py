@@ -133,3 +133,26 @@ def test_junk_box_flickering_on_road_markings_never_fires():
         cv2.rectangle(base, (x, BOX[1]), (x + 9, BOX[3]), (60, 60, 60), -1)
     frames = [(t * 0.5, det(BOX, -1, 0.25) if t % 12 == 0 else Detections.empty(), base) for t in range(120)]
     assert run(frames) == []
+
+
+def test_opening_event_carries_arrival_photo_and_closeup_that_validate():
+    from zoneinfo import ZoneInfo
+
+    from edge.config import SnapshotConfig
+    from edge.snapshots import render_all
+
+    base = road()
+    frames = [(t * 0.5, det(BOX, 1), frame_with((6, BOX), base=base)) for t in range(0, 24)]
+    events = run(frames)
+    t_open, opened = events[0]
+    assert opened.event == "opened" and [f.kind for f in opened.evidence] == ["arrival"]
+    arrival = opened.evidence[0]
+    assert arrival.at == pytest.approx(T0 + 0.5)  # the first sample that confirmed the vehicle stayed
+    snapshot, extra = render_all(frames[-1][2], opened, None, SnapshotConfig(), ZoneInfo("Asia/Shanghai"))
+    payload = opened.payload(snapshot, extra)
+    VALIDATOR.validate(payload)
+    assert [e["kind"] for e in payload["evidence"]] == ["arrival", "closeup"]
+    closeup = cv2.imdecode(np.frombuffer(__import__("base64").b64decode(payload["evidence"][1]["snapshot"]["data"]),
+                                         np.uint8), cv2.IMREAD_COLOR)
+    assert closeup.shape[1] >= 320  # enlarged crop of the 120-px-wide vehicle
+    assert len({payload["snapshot"]["sha256"], *(e["snapshot"]["sha256"] for e in payload["evidence"])}) == 3

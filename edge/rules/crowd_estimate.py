@@ -80,6 +80,10 @@ class ForegroundCounter:
     def __init__(self, family: str = "person"):
         self.family = family
         self._reset(None)
+        self.last_foreground: np.ndarray | None = None  # this update's foreground mask (small, uint8 0/1)
+        self._small: np.ndarray | None = None  # this update's blurred small crop
+        self._weighted: np.ndarray | None = None  # foreground x 1 / person area, or None when not ready
+        self._now = 0.0
         self.aspects: deque[float] = deque(maxlen=4 * SAMPLE_CAP)
         self.fills: deque[float] = deque(maxlen=SAMPLE_CAP)
         self.size_samples: deque[tuple[float, float]] = deque(maxlen=4 * SAMPLE_CAP)
@@ -92,11 +96,7 @@ class ForegroundCounter:
         self.bg: np.ndarray | None = None
         self.last_added = -1e18
         self._mask: np.ndarray | None = None
-        self.last_foreground: np.ndarray | None = None  # the latest foreground mask (small, uint8 0/1)
         self._young: list[tuple[np.ndarray, np.ndarray]] = []  # first frames with their person masks
-        self._small: np.ndarray | None = None
-        self._weighted: np.ndarray | None = None
-        self._now = 0.0
 
     # ------------------------------------------------------------------ per update
 

@@ -21,6 +21,10 @@ it was first seen, and that appearance decides identity and presence (edge/rules
   vehicles apart (``appearance.MIN_SIDE_PX``) gives no appearance evidence, so far-away dense traffic
   cannot look "stationary" because its cars all look alike.
 
+Evidence: the opening event carries the arrival photograph (the frame of the spot's first appearance
+confirmation, with the box there) besides the snapshot taken when the dwell was exceeded; the worker adds
+a close-up crop of the vehicle (edge/snapshots.py).
+
 Without images (replays of cached detections, constructed tests) the rule runs on detections alone.
 One vehicle never has two open incidents: a spot whose box lies over a vehicle that has an open incident
 and is present now does not open another.
@@ -32,7 +36,7 @@ import numpy as np
 
 from edge.detections import Detections
 from edge.detectors.postprocess import overlap_of_smaller
-from edge.incidents import Incident, IncidentEvent, Subject
+from edge.incidents import EvidenceFrame, Incident, IncidentEvent, Subject
 from edge.rules import appearance
 from edge.rules.base import Scene, ZoneRule
 from edge.rules.common import Spot, StationaryMemory
@@ -67,7 +71,7 @@ class ParkingRule(ZoneRule):
         sel = detections[self.geometry.member_mask(detections, frame_size)]
         anchors = self.geometry.anchors(sel.xyxy)
         grey = appearance.grey(scene.image) if scene.image is not None else None
-        present = self._check_appearance(grey, now) if grey is not None else set()
+        present = self._check_appearance(grey, scene.image, now) if grey is not None else set()
 
         def may_join(spot: Spot, _det: int) -> bool:
             return grey is None or spot.data.get("ref") is None or id(spot) in present
@@ -98,9 +102,10 @@ class ParkingRule(ZoneRule):
                 if self.due_update(inc, now):
                     events.append(self.factory.event(inc, "updated", now, frame_size))
             elif active and self._due(spot, now, grey is not None) and not self._another_incident_on(spot, seen):
+                arrival = spot.data.pop("arrival", None)
                 inc, ev = self.factory.open(
                     self.type, self.zone, self.dwell_start(spot.started_at), now, frame_size,
-                    subject=self._subject(spot, grey is not None),
+                    subject=self._subject(spot, grey is not None), evidence=(arrival,) if arrival else (),
                 )
                 spot.data["incident"] = inc
                 spot.pinned = True
@@ -109,8 +114,12 @@ class ParkingRule(ZoneRule):
 
     # ------------------------------------------------------------------ appearance evidence
 
-    def _check_appearance(self, grey: np.ndarray, now: float) -> set[int]:
-        """Spots whose patch still shows their vehicle (touched: they stay remembered)."""
+    def _check_appearance(self, grey: np.ndarray, image: np.ndarray, now: float) -> set[int]:
+        """Spots whose patch still shows their vehicle (touched: they stay remembered).
+
+        At a spot's first confirmation its frame is kept (a reference, not a copy) as the arrival photograph:
+        passing traffic rarely confirms, so few frames are held.
+        """
         present: set[int] = set()
         for spot in self.memory.spots:
             spot.data["samples"] = spot.data.get("samples", 0) + 1
@@ -123,6 +132,9 @@ class ParkingRule(ZoneRule):
             if sim >= SAME_VEHICLE:
                 present.add(id(spot))
                 spot.data["confirms"] = spot.data.get("confirms", 0) + 1
+                if "arrival" not in spot.data:
+                    box = tuple(float(v) for v in spot.data["ref_box"])
+                    spot.data["arrival"] = EvidenceFrame("arrival", now, image, box)  # type: ignore[arg-type]
                 if sim >= FOLLOW_LIGHTING and cur is not None:
                     spot.data["ref"] = appearance.blend(ref, cur)
                 self.memory.touch(spot, now)

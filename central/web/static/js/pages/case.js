@@ -166,8 +166,19 @@ async function load() {
   const after = c.after_photo_sha256 || [...ev].reverse().find((e) => e.kind === 'after')?.sha256;
   image(document.getElementById('ev-before'), before, t('case.before'));
   image(document.getElementById('ev-after'), after, t('case.after'));
+  // parking: the vehicle when it was first seen staying, beside the moment the dwell was exceeded
+  const arrival = ev.find((e) => e.kind === 'arrival');
+  const beforeEv = ev.find((e) => e.sha256 === before);
+  document.getElementById('ev-dwell').hidden = !arrival;
+  if (arrival) {
+    image(document.getElementById('ev-arrival'), arrival.sha256, t('case.arrival'));
+    image(document.getElementById('ev-exceeded'), before, t('case.exceeded'));
+    document.getElementById('ev-arrival-cap').textContent = `${t('case.arrival')} · ${fmtTime(arrival.at)}`;
+    document.getElementById('ev-exceeded-cap').textContent =
+      `${t('case.exceeded')} · ${fmtTime(beforeEv ? beforeEv.at : c.reported_at)}`;
+  }
   const more = clear(document.getElementById('ev-more'));
-  ev.filter((e) => e.sha256 !== before && e.sha256 !== after).forEach((e) => {
+  ev.filter((e) => e.sha256 !== before && e.sha256 !== after && e !== arrival).forEach((e) => {
     const frame = el('div', { class: 'thumb', title: `${e.kind} · ${fmtTime(e.at)}` });
     more.append(frame);
     evidenceUrl(e.sha256).then((url) => url && frame.append(el('img', { src: url, alt: e.kind })));
