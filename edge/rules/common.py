@@ -246,6 +246,7 @@ class StationaryMemory:
             moved_on = (
                 not s.pinned
                 and id(s) not in seen_ids
+                and s.last_seen < now  # touched by other evidence this frame (appearance): still there
                 and len(s.track_ids) == 1
                 and s.track_ids[0] in moved_tracks
             )
