@@ -93,6 +93,9 @@ class TilingConfig(Strict):
     include_full_frame: bool = True
 
 
+DEFAULT_CLASS_THRESHOLDS = {"car": 0.2, "truck": 0.2, "bus": 0.2, "motorcycle": 0.2}
+
+
 class DetectorConfig(Strict):
     kind: Literal["ssd_mobilenet_v2", "onnx_yolo"] = "ssd_mobilenet_v2"
     model_path: Path | None = Field(
@@ -103,10 +106,26 @@ class DetectorConfig(Strict):
         None, description="Override the model's input size: a side (square) or [width, height] (SSD only; its graph "
         "accepts any size, e.g. [512, 288] keeps a 16:9 frame's aspect).",
     )
-    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
-    threads: int = Field(0, ge=0, description="Intra-op threads; 0 = library default.")
+    runtime: Literal["onnxruntime", "openvino"] = Field(
+        "onnxruntime", description="onnx_yolo only: the library that runs the ONNX file (same file, names and "
+        "decoding either way); see docs/detectors.md for the measured difference.",
+    )
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"], description="ONNX Runtime execution providers."
+    )
+    threads: int = Field(
+        0, ge=0, description="Inference threads; 0 = min(2, cores) for onnx_yolo, 2 for SSD (OpenCV, process-wide)."
+    )
+    streams: int = Field(
+        1, ge=1, le=8, description="runtime openvino: parallel inference requests (each on its own thread); 1 runs "
+        "one request on all `threads`.",
+    )
     score_threshold: float = Field(0.4, gt=0, le=1)
-    class_thresholds: dict[str, float] = Field(default_factory=dict)
+    class_thresholds: dict[str, float] | None = Field(
+        None, description="Per-class score thresholds (override score_threshold). Unset: vehicles (car, truck, bus, "
+        "motorcycle) at 0.2 where the model has those classes — parked cars score low, and the parking rule's "
+        "appearance evidence keeps low-score boxes of passing traffic from becoming cases (docs/accuracy.md).",
+    )
     classes: list[str] | None = Field(None, description="Allow-list of class names; None keeps all.")
     class_names: list[str] | None = Field(
         None, description="Class names for a custom model whose file carries none (index = class id)."
@@ -128,6 +147,10 @@ class DetectorConfig(Strict):
         if any(not 32 <= s <= 2048 for s in sides):
             raise ValueError(f"input_size sides must be 32..2048 pixels, got {v}")
         return v
+
+    def thresholds(self) -> dict[str, float]:
+        """The per-class thresholds in force (the configured ones, or the vehicle defaults)."""
+        return dict(DEFAULT_CLASS_THRESHOLDS if self.class_thresholds is None else self.class_thresholds)
 
     def known_class_names(self) -> list[str] | None:
         """Class names we can check zone config against without loading the model."""
@@ -154,8 +177,9 @@ class PlausibilityConfig(Strict):
         0.6, gt=0, le=1, description="A box at least this fraction of both frame width and height is junk."
     )
     max_height: dict[str, float] = Field(
-        default_factory=lambda: {"person": 0.6, "vehicle": 0.8, "motorcycle": 0.6, "bicycle": 0.6},
-        description="Fallback limits per class family (car/truck/bus = vehicle): box height / frame height.",
+        default_factory=lambda: {"person": 0.6, "vehicle": 0.8, "motorcycle": 0.6, "bicycle": 0.6, "*": 0.6},
+        description="Fallback limits per class family (car/truck/bus = vehicle; '*' = any other class): box height "
+        "/ frame height.",
     )
     group_boxes: bool = Field(True, description="Drop a box that contains 2+ boxes of its own class family.")
     perspective: bool = Field(True, description="Learn the expected height per image row from own detections.")
@@ -561,7 +585,7 @@ def check_class_names(cfg: EdgeConfig, names: list[str] | None = None) -> list[t
                 problems.append((f"{path}[{i}]", f"unknown class name {name!r} for detector {cfg.detector.kind}"))
 
     check("detector.classes", cfg.detector.classes)
-    for name in cfg.detector.class_thresholds:
+    for name in cfg.detector.class_thresholds or {}:
         if name not in known_set:
             problems.append((f"detector.class_thresholds.{name}", f"unknown class name {name!r}"))
     for ci, cam in enumerate(cfg.cameras):

@@ -107,6 +107,8 @@ def build_backend(cfg: DetectorConfig) -> Detector:
             providers=cfg.providers,
             threads=cfg.threads,
             class_names=cfg.class_names,
+            runtime=cfg.runtime,
+            streams=cfg.streams,
         )
     raise DetectorError(f"unknown detector kind {cfg.kind!r}")
 
@@ -116,7 +118,7 @@ def build_detector(cfg: DetectorConfig) -> ConfiguredDetector:
     if cfg.kind == "ssd_mobilenet_v2" and cfg.class_names:
         raise DetectorError("detector.class_names is for custom ONNX models; SSD uses the COCO label map")
     detector = build_backend(cfg)
-    unknown = [c for c in [*(cfg.classes or []), *cfg.class_thresholds] if c not in set(detector.class_names)]
+    unknown = [c for c in [*(cfg.classes or []), *(cfg.class_thresholds or {})] if c not in set(detector.class_names)]
     if unknown:
         raise DetectorError(f"class name(s) {', '.join(map(repr, unknown))} are not in model {detector.name}'s classes")
     return ConfiguredDetector(detector, cfg)

@@ -139,7 +139,7 @@ class FrontEnd:
         for i in range(len(dets)):
             if bw[i] >= cfg.frame_box and bh[i] >= cfg.frame_box:
                 out[i] = "frame_box"
-            elif bh[i] > cfg.max_height.get(families[i], 1.0):
+            elif bh[i] > cfg.max_height.get(families[i], cfg.max_height.get("*", 1.0)):
                 out[i] = "too_tall_for_class"
         if cfg.group_boxes:
             for i in np.flatnonzero(_contains_two_or_more(dets.xyxy, families)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,13 @@ import numpy as np
 
 from edge.detections import Detections
 from edge.detectors.base import BaseDetector, DetectorError
-from edge.detectors.postprocess import Letterbox, OutputLayoutError, decode_yolo_output, letterbox, yolo_layout
+from edge.detectors.postprocess import (
+    Letterbox,
+    LetterboxBatcher,
+    OutputLayoutError,
+    decode_yolo_output,
+    yolo_layout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +87,103 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (ultralytics writes ``names``, ``imgsz``, ``stride`` there).
+
+    A minimal protobuf walk over ``ModelProto`` (field 14 = repeated ``StringStringEntryProto``): every runtime
+    gets the same names without depending on ``onnx`` or on a runtime that exposes the map (OpenVINO does not).
+    """
+    data = path.read_bytes()
+
+    def varint(buf: bytes, i: int) -> tuple[int, int]:
+        shift = value = 0
+        while True:
+            b = buf[i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value, i
+            shift += 7
+
+    def fields(buf: bytes):
+        i = 0
+        while i < len(buf):
+            key, i = varint(buf, i)
+            number, wire = key >> 3, key & 7
+            if wire == 0:
+                _, i = varint(buf, i)
+                continue
+            if wire == 1:
+                i += 8
+                continue
+            if wire == 5:
+                i += 4
+                continue
+            if wire != 2:
+                raise DetectorError(f"{path.name}: not an ONNX model (protobuf wire type {wire})")
+            n, i = varint(buf, i)
+            yield number, buf[i:i + n]
+            i += n
+
+    meta: dict[str, str] = {}
+    try:
+        for number, value in fields(data):
+            if number == 14:
+                entry = dict(fields(value))
+                meta[entry.get(1, b"").decode("utf-8", "replace")] = entry.get(2, b"").decode("utf-8", "replace")
+    except IndexError:
+        raise DetectorError(f"{path.name}: truncated or not an ONNX model") from None
+    return meta
+
+
+class OrtRunner:
+    """ONNX Runtime session with the options measured best on a small shared CPU (docs/benchmarks.md).
+
+    ``intra_op_num_threads`` = ``threads`` or min(2, cores); thread-pool spinning off: ORT's workers otherwise
+    busy-wait between operators, which on 2 cores takes CPU from the decoders and the other threads of the worker
+    (measured: same or better inference time, much less CPU per frame); all graph optimizations; one inter-op
+    thread (the graph runs sequentially).
+    """
+
+    runtime = "onnxruntime"
+    takes_uint8 = False  # float32 NCHW RGB 0..1
+
+    def __init__(self, model_path: Path, threads: int, providers: list[str] | None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        self.providers = choose_providers(providers or ["CPUExecutionProvider"], ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=self.providers)
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            raise DetectorError(f"cannot load ONNX model {model_path}: {e}") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = list(inp.shape)
+        self.output_shape = list(self.session.get_outputs()[0].shape)
+
+    def prepare(self, input_hw: tuple[int, int]) -> None:
+        """Nothing to do: ONNX Runtime takes any size a dynamic model allows."""
+
+    def run(self, batch: np.ndarray, dynamic_batch: bool) -> np.ndarray:
+        if dynamic_batch:
+            return self.session.run(None, {self.input_name: batch})[0]
+        outs = [self.session.run(None, {self.input_name: batch[i:i + 1]})[0] for i in range(len(batch))]
+        return np.concatenate(outs) if len(outs) > 1 else outs[0]
+
+
 class OnnxYolo(BaseDetector):
-    """YOLO ONNX model; class ids are the model's own contiguous ids."""
+    """YOLO ONNX model; class ids are the model's own contiguous ids.
+
+    ``runtime`` is ``onnxruntime`` or ``openvino`` (``edge.detectors.openvino_yolo``); the model file, metadata
+    (names, imgsz, stride), letterbox and output decoding are the same for both.
+    """
 
     def __init__(
         self,
@@ -94,36 +196,35 @@ class OnnxYolo(BaseDetector):
         class_names: list[str] | None = None,
         name: str | None = None,
         max_det: int = 300,
+        runtime: str = "onnxruntime",
+        streams: int = 1,
     ) -> None:
         super().__init__()
-        import onnxruntime as ort
-
         model_path = Path(model_path)
         if not model_path.is_file():
             raise DetectorError(f"ONNX model not found: {model_path} (set detector.model_path in cameras.yaml)")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.providers = choose_providers(providers or ["CPUExecutionProvider"], ort.get_available_providers())
-        try:
-            self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=self.providers)
-        except Exception as e:  # onnxruntime raises its own exception types for bad files
-            raise DetectorError(f"cannot load ONNX model {model_path}: {e}") from None
+        if runtime == "openvino":
+            from edge.detectors.openvino_yolo import OpenVinoRunner
 
-        meta = self.session.get_modelmeta().custom_metadata_map
-        inp = self.session.get_inputs()[0]
-        if len(inp.shape) != 4:
-            raise DetectorError(f"{model_path.name}: expected an image input [B, 3, H, W], got {inp.shape}")
-        self.input_name = inp.name
-        self.dynamic_batch = _is_dynamic(inp.shape[0])
-        static_hw = None if _is_dynamic(inp.shape[2]) or _is_dynamic(inp.shape[3]) else (inp.shape[2], inp.shape[3])
+            self.runner: OrtRunner | OpenVinoRunner = OpenVinoRunner(model_path, threads, streams)
+        elif runtime == "onnxruntime":
+            self.runner = OrtRunner(model_path, threads, providers)
+        else:
+            raise DetectorError(f"unknown detector.runtime {runtime!r}: use onnxruntime or openvino")
+        self.runtime = runtime
+
+        meta = onnx_metadata(model_path)
+        in_shape = self.runner.input_shape
+        if len(in_shape) != 4:
+            raise DetectorError(f"{model_path.name}: expected an image input [B, 3, H, W], got {in_shape}")
+        self.dynamic_batch = _is_dynamic(in_shape[0])
+        static_hw = None if _is_dynamic(in_shape[2]) or _is_dynamic(in_shape[3]) else (in_shape[2], in_shape[3])
         self.input_hw = self._input_size(model_path, input_size, static_hw, meta)
         self.stride = int(meta.get("stride", 32))
+        self.runner.prepare(self.input_hw)
 
         meta_names = parse_names(meta["names"]) if "names" in meta else None
-        out_shape = self.session.get_outputs()[0].shape
+        out_shape = self.runner.output_shape
         self.class_names = list(class_names or meta_names or [])
         if not self.class_names and len(out_shape) == 3 and not _is_dynamic(out_shape[1]) and out_shape[2] != 6:
             self.class_names = [str(i) for i in range(out_shape[1] - 4)]
@@ -145,6 +246,19 @@ class OnnxYolo(BaseDetector):
         self.name = name or model_path.stem
         self.version = f"{meta.get('version', 'onnx')}-{file_digest(model_path)[:12]}"
         self.model_path = model_path
+        self._batcher = LetterboxBatcher(self.input_hw, self.stride)
+
+    @property
+    def session(self):  # noqa: ANN201 - the ONNX Runtime session (onnxruntime only), for tests and tools
+        return getattr(self.runner, "session", None)
+
+    @property
+    def input_name(self) -> str | None:
+        return getattr(self.runner, "input_name", None)
+
+    @property
+    def providers(self) -> list[str]:
+        return getattr(self.runner, "providers", ["CPU"])
 
     @staticmethod
     def _input_size(
@@ -163,20 +277,13 @@ class OnnxYolo(BaseDetector):
 
     def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
         with self._timed("preprocess"):
-            boxes: list[Letterbox] = []
-            tensors = []
-            for img in images:
-                padded, lb = letterbox(img, self.input_hw, self.stride)
-                boxes.append(lb)
-                tensors.append(padded[:, :, ::-1].transpose(2, 0, 1))  # BGR HWC → RGB CHW
-            batch = np.ascontiguousarray(np.stack(tensors), dtype=np.float32) / 255.0
+            if self.runner.takes_uint8:  # layout, colour order and scaling happen inside the compiled model
+                batch, boxes = self._batcher.uint8(images)
+            else:  # letterbox + RGB + CHW + float32/255 in one pass
+                batch, boxes = self._batcher(images)
         with self._timed("inference"):
-            if self.dynamic_batch:
-                outputs = [self.session.run(None, {self.input_name: batch})[0]]
-            else:
-                outputs = [self.session.run(None, {self.input_name: batch[i : i + 1]})[0] for i in range(len(batch))]
+            out = self.runner.run(batch, self.dynamic_batch)
         with self._timed("postprocess"):
-            out = np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
             try:
                 raw = decode_yolo_output(out, self.num_classes, self.score_threshold, self.nms_iou, self.max_det)
             except OutputLayoutError as e:
