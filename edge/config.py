@@ -106,9 +106,10 @@ class DetectorConfig(Strict):
         None, description="Override the model's input size: a side (square) or [width, height] (SSD only; its graph "
         "accepts any size, e.g. [512, 288] keeps a 16:9 frame's aspect).",
     )
-    runtime: Literal["onnxruntime", "openvino"] = Field(
-        "onnxruntime", description="onnx_yolo only: the library that runs the ONNX file (same file, names and "
-        "decoding either way); see docs/detectors.md for the measured difference.",
+    runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
+        "auto", description="onnx_yolo only: the library that runs the ONNX file (same file, names and decoding "
+        "either way). 'auto' = OpenVINO when installed (about half the CPU per frame of ONNX Runtime on this "
+        "class of CPU, docs/benchmarks.md), else ONNX Runtime.",
     )
     providers: list[str] = Field(
         default_factory=lambda: ["CPUExecutionProvider"], description="ONNX Runtime execution providers."

@@ -144,10 +144,28 @@ class EdgeWorker:
         log.info("camera %s: %s (%s, detect %.2g fps)", cam.id, mask_url(cam.url),
                  "enabled" if cam.enabled else "disabled", cam.detect_fps)
 
-    def _remove_camera(self, camera_id: str) -> None:
+    def _remove_camera(self, camera_id: str, reason: str = "camera_removed") -> None:
+        """Stop a camera's pipeline. Its open incidents close first (``close_reason`` = ``reason``:
+        ``camera_removed`` or ``reconfigured``), so central never keeps an incident no edge will close."""
         p = self.pipelines.pop(camera_id, None)
         if p:
             p.source.stop()
+            self._close_open_incidents(p, reason)
+
+    def _close_open_incidents(self, p: CameraPipeline, reason: str) -> None:
+        """Queue a ``closed`` event for every open incident of ``p`` (and any events the engine still holds from a
+        zone change), through the evidence thread like every other event so per-incident order is kept."""
+        engine = p.engine
+        ts = getattr(engine, "last_timestamp", None) or time.time()
+        events = list(getattr(engine, "_pending", []))  # zone_removed closes not yet emitted by an update
+        engine._pending = []
+        for rule in engine.rules.values():
+            events += rule.close_all(ts, reason)
+        for event in events:
+            self.counters[f"incident_{event.event}"] += 1
+            self._evidence.put((p, event, None, time.monotonic()))
+        if events:
+            log.info("camera %s: closed %d open incident(s) (%s)", p.camera.id, len(events), reason)
 
     # ------------------------------------------------------------------ main loop
 
@@ -240,7 +258,9 @@ class EdgeWorker:
         if self.print_detections:
             summary = ", ".join(f"{n}×{c}" for n, c in sorted(p.last_counts.items())) or "nothing"
             ids = sorted({int(t) for t in tracked.track_ids if t >= 0})
-            print(f"[{p.camera.id}] t={frame.pts:7.2f}s  {summary}  tracks={ids}", flush=True)
+            dropped = ", ".join(f"{k}×{v}" for k, v in sorted(p.front_end.last_drops.items()))
+            print(f"[{p.camera.id}] t={frame.pts:7.2f}s  {summary}  tracks={ids}"
+                  + (f"  dropped: {dropped}" if dropped else ""), flush=True)
 
         every = self.config.snapshots.annotated_every_s
         if every and frame.timestamp - p.last_annotated_at >= every:
@@ -362,7 +382,7 @@ class EdgeWorker:
         new_by_id = {c.id: c for c in new.cameras}
         for cam_id in old_by_id.keys() - new_by_id.keys():
             log.info("config reload: camera %s removed", cam_id)
-            self._remove_camera(cam_id)
+            self._remove_camera(cam_id, reason="camera_removed")
         for cam_id, cam in new_by_id.items():
             old = old_by_id.get(cam_id)
             if old is None:
@@ -370,7 +390,7 @@ class EdgeWorker:
                 self._add_camera(cam)
             elif _stream_settings(old) != _stream_settings(cam):
                 log.info("config reload: camera %s stream settings changed, reopening", cam_id)
-                self._remove_camera(cam_id)
+                self._remove_camera(cam_id, reason="reconfigured")
                 self._add_camera(cam)
             else:
                 p = self.pipelines[cam_id]

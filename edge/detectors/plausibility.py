@@ -114,16 +114,17 @@ class FrontEnd:
     def __init__(self, cfg: PlausibilityConfig):
         self.cfg = cfg
         self.sizes = PerspectiveSizeModel(cfg)
-        self.drops: Counter = Counter()
+        self.drops: Counter = Counter()  # since start, by reason
+        self.last_drops: Counter = Counter()  # in the last processed frame
 
     def process(self, dets: Detections, frame_size: tuple[int, int]) -> Detections:
+        self.last_drops = Counter()
         if not self.cfg.enabled or not len(dets):
             return dets
         reasons = self.reasons(dets, frame_size)
         keep = np.array([r is None for r in reasons], dtype=bool)
-        for r in reasons:
-            if r is not None:
-                self.drops[r] += 1
+        self.last_drops = Counter(f"{dets.class_names[i]}:{r}" for i, r in enumerate(reasons) if r is not None)
+        self.drops.update(r for r in reasons if r is not None)
         kept = dets if keep.all() else dets[keep]
         self.sizes.learn(kept, frame_size)
         return kept

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -181,8 +182,9 @@ class OrtRunner:
 class OnnxYolo(BaseDetector):
     """YOLO ONNX model; class ids are the model's own contiguous ids.
 
-    ``runtime`` is ``onnxruntime`` or ``openvino`` (``edge.detectors.openvino_yolo``); the model file, metadata
-    (names, imgsz, stride), letterbox and output decoding are the same for both.
+    ``runtime`` is ``onnxruntime``, ``openvino`` (``edge.detectors.openvino_yolo``) or ``auto`` (OpenVINO when the
+    package is installed); the model file, metadata (names, imgsz, stride), letterbox and output decoding are the
+    same for both. ``providers`` are ONNX Runtime's; OpenVINO runs on the CPU.
     """
 
     def __init__(
@@ -196,13 +198,15 @@ class OnnxYolo(BaseDetector):
         class_names: list[str] | None = None,
         name: str | None = None,
         max_det: int = 300,
-        runtime: str = "onnxruntime",
+        runtime: str = "auto",
         streams: int = 1,
     ) -> None:
         super().__init__()
         model_path = Path(model_path)
         if not model_path.is_file():
             raise DetectorError(f"ONNX model not found: {model_path} (set detector.model_path in cameras.yaml)")
+        if runtime == "auto":
+            runtime = "openvino" if importlib.util.find_spec("openvino") is not None else "onnxruntime"
         if runtime == "openvino":
             from edge.detectors.openvino_yolo import OpenVinoRunner
 

@@ -46,6 +46,10 @@ from edge.rules.crowd_fusion import FusedPersons, TrackFusion
 LEVELS = ["normal", "elevated", "high", "critical"]
 Z80 = 1.2816  # two-sided 80 % interval of a normal distribution
 HELD_MIN_SUPPORT = 0.25  # a held track's predicted box must hold this many persons' worth of foreground
+# The foreground may add at most this many persons per fused detected person (+1): a detector that finds
+# fewer than 1 in 6 of the people is not what happens in a crowd, but undetected cars, a swaying tree or a
+# camera in the rain would otherwise turn into dozens of "people".
+RESIDUAL_MAX_RATIO = 5.0
 
 
 @dataclass(slots=True)
@@ -141,10 +145,12 @@ class CrowdRule(ZoneRule):
             self.lower_since: float | None = None
             self.figure: CrowdFigure | None = None
             self.fusion = TrackFusion(zone.track_hold_s, zone.stationary_s)
+            self.others = TrackFusion(zone.track_hold_s, zone.stationary_s)  # vehicles & co: their pixels are no people
             self.foreground = ForegroundCounter(self._size_family(zone))
         else:
             self.levels.thresholds, self.levels.hysteresis = thresholds, zone.hysteresis
             self.fusion.configure(zone.track_hold_s, zone.stationary_s)
+            self.others.configure(zone.track_hold_s, zone.stationary_s)
             self.foreground.family = self._size_family(zone)
         self.watched = np.array(zone.watched_classes(), dtype=object)
 
@@ -207,7 +213,9 @@ class CrowdRule(ZoneRule):
             )
             if ready and fused.held:
                 fused = fused.without_held(self.foreground.support(fused.boxes[fused.held_mask]) < HELD_MIN_SUPPORT)
-            fg = self.foreground.estimate(fused.boxes)
+            others = detections[~np.isin(detections.class_names, self.watched)] if len(detections) else detections
+            other = self.others.update(others, now, frame_size, lambda xyxy: np.ones(len(xyxy), dtype=bool))
+            fg = self.foreground.estimate(fused.boxes, other.boxes)
         return self._combine(fused, fg)
 
     @staticmethod
@@ -217,9 +225,11 @@ class CrowdRule(ZoneRule):
         count = float(fused.count)
         if fg is None:
             return count, float(fused.current), count, fused.raw, "tracks", fused.stationary
-        estimate = count + fg.residual
-        low = fused.current + max(0.0, fg.residual - Z80 * fg.sigma)
-        high = estimate + Z80 * fg.sigma
+        cap = RESIDUAL_MAX_RATIO * (count + 1)
+        residual, sigma = (fg.residual, fg.sigma) if fg.residual <= cap else (cap, fg.sigma * cap / fg.residual)
+        estimate = count + residual
+        low = fused.current + max(0.0, residual - Z80 * sigma)
+        high = estimate + Z80 * sigma
         return estimate, low, high, fused.raw, "tracks+foreground", fused.stationary
 
     def _member(self, xyxy: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:

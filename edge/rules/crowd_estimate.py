@@ -58,11 +58,9 @@ PRIOR_FILL = 0.6
 PRIOR_CV = 0.5
 SAMPLE_CAP = 200
 SYSTEMATIC_REL = 0.15
-RESIDUAL_MODE = 'mask'
-VOTE = 0
-CLOSE = 1
-MIN_BLOB = 0.2
-PER_BOX = 1.0
+SCENE_CHANGE = 0.5  # foreground over this fraction of the zone: the whole picture changed, start again
+BUSY_TAU_S = 20.0  # time constant of the per-pixel foreground frequency
+BUSY_MAX = 0.8  # pixels foreground this often are no people (overlays, screens, flicker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +77,12 @@ class ForegroundCounter:
 
     def __init__(self, family: str = "person"):
         self.family = family
+        self._now = 0.0
+        self.scene_changes = 0
         self._reset(None)
         self.last_foreground: np.ndarray | None = None  # this update's foreground mask (small, uint8 0/1)
         self._small: np.ndarray | None = None  # this update's blurred small crop
         self._weighted: np.ndarray | None = None  # foreground x 1 / person area, or None when not ready
-        self._now = 0.0
         self.aspects: deque[float] = deque(maxlen=4 * SAMPLE_CAP)
         self.fills: deque[float] = deque(maxlen=SAMPLE_CAP)
         self.size_samples: deque[tuple[float, float]] = deque(maxlen=4 * SAMPLE_CAP)
@@ -97,6 +96,9 @@ class ForegroundCounter:
         self.last_added = -1e18
         self._mask: np.ndarray | None = None
         self._young: list[tuple[np.ndarray, np.ndarray]] = []  # first frames with their person masks
+        self._busy: np.ndarray | None = None  # per pixel: how often it was foreground lately (0..1)
+        self._busy_at = 0.0
+        self._busy_since = self._now
 
     # ------------------------------------------------------------------ per update
 
@@ -145,22 +147,23 @@ class ForegroundCounter:
             self._learn_background(self._small, now, frame_boxes)  # the first background includes this frame
         if self.bg is None:
             return False
+        diff = cv2.absdiff(self._small, self.bg).max(axis=2)
+        fg = (diff > DIFF_THRESHOLD).astype(np.uint8)
+        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+        fg &= self._mask
+        if fg.sum() > SCENE_CHANGE * max(int(self._mask.sum()), 1):
+            self.scene_changes += 1  # the picture changed as a whole (light, camera moved): learn it again
+            self._reset(key)
+            return False
+        alpha = 1.0 - np.exp(-max(now - self._busy_at, 0.0) / BUSY_TAU_S) if self._busy is not None else 1.0
+        self._busy = fg.astype(np.float32) if self._busy is None else self._busy + alpha * (fg - self._busy)
+        self._busy_at = now
+        if now - self._busy_since >= BUSY_TAU_S:
+            fg[self._busy > BUSY_MAX] = 0  # foreground nearly all the time: a clock overlay, a screen, flicker
+        self.last_foreground = fg
         heights = self._row_heights(sizes, y0, sh, sy, h)
         if heights is None:
             return False
-        if VOTE:
-            ring = list(self.ring)
-            votes = np.zeros(self._small.shape[:2], np.uint8)
-            for r in ring:
-                votes += cv2.absdiff(self._small, r).max(axis=2) > DIFF_THRESHOLD
-            n = len(ring)
-            fg = (votes >= n - (n - 1) // VOTE).astype(np.uint8)
-        else:
-            diff = cv2.absdiff(self._small, self.bg).max(axis=2)
-            fg = (diff > DIFF_THRESHOLD).astype(np.uint8)
-        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
-        fg &= self._mask
-        self.last_foreground = fg
         aspect = float(np.median(self.aspects)) if len(self.aspects) >= MIN_ASPECT_SAMPLES else PRIOR_ASPECT
         box_h = heights * h * sy  # expected person box height per small row, small pixels
         weight = 1.0 / np.maximum(box_h * (aspect * heights * h * sx), 1.0)  # 1 / person box area
@@ -191,65 +194,35 @@ class ForegroundCounter:
                 out[i] = float(self._weighted[ya:yb, xa:xb].sum()) / fill
         return out
 
-    def estimate(self, counted: np.ndarray) -> ForegroundEstimate | None:
-        """The residual outside ``counted`` (boxes of the persons already counted), then learn the background
-        from this frame with those boxes left out. None when ``observe`` returned False."""
+    def estimate(self, counted: np.ndarray, exclude: np.ndarray | None = None) -> ForegroundEstimate | None:
+        """The residual outside ``counted`` (boxes of the persons already counted) and ``exclude`` (boxes of
+        other detected objects: a passing car is foreground too), then learn the background from this frame
+        with the counted persons left out. None when ``observe`` returned False."""
         weighted = self._weighted
         result = None
         if weighted is not None:
             sh, sw = weighted.shape
             fills = np.asarray(self.fills, dtype=np.float64)
             fill = self.fill
-            calibrated = len(fills) >= MIN_FILL_SAMPLES
-            if calibrated:
+            if len(fills) >= MIN_FILL_SAMPLES:
                 cv = float(np.median(np.abs(fills - fill))) * 1.4826 / fill
                 se = 1.25 * cv / np.sqrt(len(fills))
             else:
                 cv, se = PRIOR_CV, PRIOR_CV
-            total = float(weighted.sum()) / fill
-            if RESIDUAL_MODE == "blobs":
-                residual = self._blob_residual(counted, fill)
-            else:
-                outside = np.ones((sh, sw), dtype=bool)
-                for b in counted:
-                    bw, bh = b[2] - b[0], b[3] - b[1]
-                    grown = np.array([b[0] - BOX_MARGIN * bw, b[1] - BOX_MARGIN * bh, b[2] + BOX_MARGIN * bw,
-                                      b[3] + BOX_MARGIN * bh])
-                    gx = self._box_small(grown)
-                    outside[max(gx[1], 0):max(gx[3], 0), max(gx[0], 0):max(gx[2], 0)] = False
-                residual = float(weighted[outside].sum()) / fill
+            outside = np.ones((sh, sw), dtype=bool)
+            boxes = counted if exclude is None or not len(exclude) else np.concatenate([counted, exclude])
+            for b in boxes:
+                bw, bh = b[2] - b[0], b[3] - b[1]
+                gx = self._box_small(np.array([b[0] - BOX_MARGIN * bw, b[1] - BOX_MARGIN * bh,
+                                               b[2] + BOX_MARGIN * bw, b[3] + BOX_MARGIN * bh]))
+                outside[max(gx[1], 0):max(gx[3], 0), max(gx[0], 0):max(gx[2], 0)] = False
+            residual = float(weighted[outside].sum()) / fill
             var = residual * (1 + cv * cv) + (residual * se) ** 2 + (residual * SYSTEMATIC_REL) ** 2
-            result = ForegroundEstimate(residual, float(np.sqrt(var)), total, fill, calibrated)
+            result = ForegroundEstimate(residual, float(np.sqrt(var)), float(weighted.sum()) / fill, fill,
+                                        len(fills) >= MIN_FILL_SAMPLES)
         if self._small is not None:
             self._learn_background(self._small, self._now, counted)
         return result
-
-    def _blob_residual(self, counted: np.ndarray, fill: float) -> float:
-        """Per connected foreground blob: its persons' worth minus the counted persons whose box it mainly
-        overlaps, never below zero; blobs worth less than MIN_BLOB persons with no counted person are noise."""
-        fg = self.last_foreground
-        weighted = self._weighted
-        assert fg is not None and weighted is not None
-        joined = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) if CLOSE else fg
-        n, labels = cv2.connectedComponents(joined, connectivity=8)
-        if n <= 1:
-            return 0.0
-        worth = np.bincount(labels.ravel(), weights=(weighted * fg).ravel(), minlength=n) / fill
-        persons = np.zeros(n)
-        sh, sw = fg.shape
-        for b in counted:
-            bx = self._box_small(b)
-            xa, ya, xb, yb = max(bx[0], 0), max(bx[1], 0), min(bx[2], sw), min(bx[3], sh)
-            if xb <= xa or yb <= ya:
-                continue
-            hits = np.bincount(labels[ya:yb, xa:xb].ravel(), minlength=n)
-            hits[0] = 0
-            if hits.max() > 0:
-                persons[int(hits.argmax())] += 1
-        extra = worth - persons * PER_BOX
-        extra[0] = 0.0
-        extra[(persons == 0) & (worth < MIN_BLOB)] = 0.0
-        return float(np.clip(extra, 0, None).sum())
 
     def _box_small(self, box: np.ndarray) -> np.ndarray:
         return np.round((np.asarray(box, dtype=np.float64) - self._origin) * self._to_small).astype(int)

@@ -1,16 +1,31 @@
-"""street_vending: one incident per stall cluster in a no_vending zone.
+"""street_vending: one incident per stall in a no_vending zone.
 
-Stationary persons (the zone's ``classes``, default person; a custom model may say ``vendor``) and
-stationary vending evidence (``evidence_classes``: umbrella, dining table, …, or ``stall``/``cart``)
-are remembered by place (edge.rules.common). Confirmed stationary objects are clustered: two belong
-together when closer than ``cluster_radius`` person-heights. A cluster is a stall when it holds
-evidence, or — with ``stall_min_persons`` set — at least that many stationary persons (COCO cannot see
-most goods, so a group standing still around a vendor is the visible sign). Stalls are remembered
-across frames by shared members or centre distance; each stall opens one incident once it has
-persisted ``dwell_s`` and closes ``grace_s`` after its last member was seen.
+A stall needs goods or equipment. Stationary persons (the zone's ``classes``, default person) and
+stationary vending evidence (``evidence_classes``; by default COCO's umbrella, dining table, chair, bench,
+suitcase, bicycle, … plus the classes of a vending model: ``stall``, ``umbrella_stall``, ``cart``,
+``vendor``) are remembered by place (edge.rules.common). Evidence is only what stands by itself:
+
+- an evidence box lying mostly (``CARRIED_INSIDE``) inside a person box of the same frame is carried
+  (a backpack, a handbag, a held umbrella) and is ignored;
+- once the camera's person size model is learned (``scene.sizes``), an evidence box taller than
+  ``EVIDENCE_MAX_HEIGHT`` expected person heights at its bottom row is no table or parasol (a junk box
+  over half the floor) and is ignored;
+- an evidence spot detected in fewer than ``EVIDENCE_MIN_SEEN`` of the frames since it appeared is a
+  recurring junk box (a "chair" the detector sees in the pattern of a kiosk now and then), not equipment.
+
+Confirmed evidence objects are clustered (single linkage, closer than ``cluster_radius`` person-heights);
+a person joins the cluster of the nearest evidence object within that distance — persons never link
+persons, so a crowd standing around cannot chain a stall across the zone. A cluster is a stall when at
+least one stationary person stays at its evidence, or when it holds a vending model's own class
+(``STANDALONE_CLASSES``: the model has seen the stall itself). Persons alone are a stall only when the
+zone sets ``stall_min_persons`` (off by default): then a group of at least that many stationary persons
+(linked person to person) not at any evidence counts too. Stalls are remembered across frames by shared
+members or centre distance; each stall opens one incident once it has persisted ``dwell_s`` and closes
+``grace_s`` after its last member was seen.
 
 A stall is timed from when its defining condition started to hold: the later of its earliest person
-and earliest evidence sighting, or for a group, when its k-th person (k = stall_min_persons) arrived.
+and earliest evidence sighting (evidence alone for a standalone class), or for a group, when its k-th
+person (k = stall_min_persons) arrived.
 """
 
 from __future__ import annotations
@@ -26,6 +41,11 @@ from edge.rules.base import Scene, ZoneRule
 from edge.rules.common import Spot, StationaryMemory
 
 CONFIRM_S = 2.0  # an object counts as stationary after this long at one place (capped at dwell_s / 4)
+VENDING_MODEL_CLASSES = ["stall", "umbrella_stall", "cart", "vendor"]  # added to the default evidence list
+STANDALONE_CLASSES = frozenset(VENDING_MODEL_CLASSES)  # a stall by themselves, no person needed
+CARRIED_INSIDE = 0.6  # evidence with this fraction of its box inside a person box is carried by that person
+EVIDENCE_MAX_HEIGHT = 1.5  # evidence taller than this many expected person heights at its row is a junk box
+EVIDENCE_MIN_SEEN = 0.25  # equipment is seen in at least this fraction of the frames since it appeared
 
 
 @dataclass(slots=True)
@@ -47,75 +67,107 @@ class VendingRule(ZoneRule):
     def _set_zone(self, zone) -> None:  # type: ignore[no-untyped-def]
         super()._set_zone(zone)
         self.person_classes = np.array(zone.watched_classes(), dtype=object)
+        evidence = zone.vending_evidence() + ([] if zone.evidence_classes else VENDING_MODEL_CLASSES)
         self.evidence_classes = np.array(
-            [c for c in zone.vending_evidence() if c not in set(zone.watched_classes())], dtype=object
+            [c for c in dict.fromkeys(evidence) if c not in set(zone.watched_classes())], dtype=object
         )
         if not hasattr(self, "persons"):
             self.persons = StationaryMemory(zone.stationary_tolerance, zone.grace_s)
             self.evidence = StationaryMemory(zone.stationary_tolerance, zone.grace_s)
             self.stalls: list[Stall] = []
             self._keys = count(1)
+            self._frames = 0  # updates seen, to tell how often an evidence spot was actually detected
         else:
             self.persons.configure(zone.stationary_tolerance, zone.grace_s)
             self.evidence.configure(zone.stationary_tolerance, zone.grace_s)
 
-    def _observe(self, memory: StationaryMemory, dets: Detections, classes: np.ndarray, now: float,
-                 frame_size: tuple[int, int]) -> None:
-        sel = dets[self.geometry.member_mask(dets, frame_size, classes)]
+    def _observe(self, memory: StationaryMemory, sel: Detections, now: float) -> None:
         memory.update(sel.xyxy, self.geometry.anchors(sel.xyxy), sel.class_names, sel.scores, sel.track_ids, now)
 
     def evaluate(
         self, detections: Detections, now: float, frame_size: tuple[int, int], active: bool, scene: Scene
     ) -> list[IncidentEvent]:
-        self._observe(self.persons, detections, self.person_classes, now, frame_size)
+        persons = detections[self.geometry.member_mask(detections, frame_size, self.person_classes)]
+        self._observe(self.persons, persons, now)
         if len(self.evidence_classes):
-            self._observe(self.evidence, detections, self.evidence_classes, now, frame_size)
+            evidence = detections[self.geometry.member_mask(detections, frame_size, self.evidence_classes)]
+            self._observe(self.evidence, evidence[self._standing_evidence(evidence, detections, frame_size, scene)],
+                          now)
         confirm = min(CONFIRM_S, self.zone.dwell_s / 4)
         persons = [s for s in self.persons.spots if s.hits >= 2 and now - s.started_at >= confirm]
-        evidence = [s for s in self.evidence.spots if s.hits >= 2 and now - s.started_at >= confirm]
+        self._frames += 1
+        for spot in self.evidence.spots:
+            spot.data.setdefault("first_frame", self._frames)
+        evidence = [s for s in self.evidence.spots if s.hits >= 2 and now - s.started_at >= confirm
+                    and s.hits >= EVIDENCE_MIN_SEEN * (self._frames - s.data["first_frame"] + 1)]
         clusters = self._clusters(persons, evidence)
         events = self._match_stalls(clusters, now, frame_size, active)
         return events
 
+    def _standing_evidence(self, evidence: Detections, detections: Detections, frame_size: tuple[int, int],
+                           scene: Scene) -> np.ndarray:
+        """Mask of evidence boxes that stand by themselves: not carried by a person, plausible in size."""
+        keep = np.ones(len(evidence), dtype=bool)
+        if not len(evidence):
+            return keep
+        people = detections.xyxy[np.isin(detections.class_names, self.person_classes)]
+        if len(people):
+            ev = evidence.xyxy
+            lt = np.maximum(ev[:, None, :2], people[None, :, :2])
+            rb = np.minimum(ev[:, None, 2:], people[None, :, 2:])
+            inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+            inside = inter / np.maximum(evidence.areas[:, None], 1e-9)
+            keep &= ~((inside >= CARRIED_INSIDE).any(axis=1) & ~np.isin(evidence.class_names, list(STANDALONE_CLASSES)))
+        if scene.sizes is not None:
+            _, h = frame_size
+            expected = scene.sizes.expected_height("person", evidence.xyxy[:, 3] / float(h))
+            if expected is not None:
+                keep &= (evidence.xyxy[:, 3] - evidence.xyxy[:, 1]) / float(h) <= EVIDENCE_MAX_HEIGHT * expected
+        return keep
+
     # ------------------------------------------------------------------ clustering
 
     def _clusters(self, persons: list[Spot], evidence: list[Spot]) -> list[tuple[list[Spot], list[Spot], float]]:
-        """Single-linkage groups of confirmed objects that qualify as stalls: (persons, evidence, started_at)."""
-        spots = persons + evidence
-        if not spots:
-            return []
-        n_p = len(persons)
-        person_h = float(np.median([s.height for s in persons])) if persons else None
-        heights = np.array([s.height if i < n_p or person_h is None else person_h for i, s in enumerate(spots)])
-        pos = np.stack([s.ref for s in spots])
-        d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=2)
-        linked = d <= self.zone.cluster_radius * np.maximum(heights[:, None], heights[None, :])
-        parent = list(range(len(spots)))
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        for i, j in np.argwhere(np.triu(linked, 1)):
-            parent[find(int(i))] = find(int(j))
-        groups: dict[int, list[int]] = {}
-        for i in range(len(spots)):
-            groups.setdefault(find(i), []).append(i)
+        """Stalls among the confirmed objects: (persons, evidence, started_at) per stall."""
         out = []
+        person_h = float(np.median([s.height for s in persons])) if persons else None
+        at_evidence: set[int] = set()
+        if evidence:
+            pos = np.stack([s.ref for s in evidence])
+            h = np.array([person_h or s.height for s in evidence])
+            d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=2)
+            groups = _single_linkage(d <= self.zone.cluster_radius * np.maximum(h[:, None], h[None, :]))
+            members: dict[int, list[Spot]] = {g: [] for g in set(groups)}
+            for k, p in enumerate(persons):  # each person joins the nearest evidence object within reach
+                dist = np.linalg.norm(pos - p.ref, axis=1)
+                reach = self.zone.cluster_radius * np.maximum(h, p.height)
+                near = np.flatnonzero(dist <= reach)
+                if len(near):
+                    members[groups[int(near[np.argmin(dist[near])])]].append(p)
+                    at_evidence.add(k)
+            for g, ps in members.items():
+                ev = [evidence[i] for i in range(len(evidence)) if groups[i] == g]
+                standalone = [s for s in ev if s.cls in STANDALONE_CLASSES]
+                if ps:
+                    started = max(min(s.started_at for s in ev), min(s.started_at for s in ps))
+                    if standalone:
+                        started = min(started, min(s.started_at for s in standalone))
+                elif standalone:
+                    started = min(s.started_at for s in standalone)
+                else:
+                    continue  # goods without anyone staying at them
+                out.append((ps, ev, started))
         k = self.zone.stall_min_persons
-        for idx in groups.values():
-            ps = [spots[i] for i in idx if i < n_p]
-            ev = [spots[i] for i in idx if i >= n_p]
-            if ev:
-                ev_start = min(s.started_at for s in ev)
-                started = max(ev_start, min(s.started_at for s in ps)) if ps else ev_start
-            elif k and len(ps) >= k:
-                started = sorted(s.started_at for s in ps)[k - 1]
-            else:
-                continue
-            out.append((ps, ev, started))
+        alone = [p for i, p in enumerate(persons) if i not in at_evidence]
+        if k and len(alone) >= k:
+            pos = np.stack([s.ref for s in alone])
+            h = np.array([s.height for s in alone])
+            d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=2)
+            groups = _single_linkage(d <= self.zone.cluster_radius * np.maximum(h[:, None], h[None, :]))
+            for g in set(groups):
+                ps = [alone[i] for i in range(len(alone)) if groups[i] == g]
+                if len(ps) >= k:
+                    out.append((ps, [], sorted(s.started_at for s in ps)[k - 1]))
         return out
 
     # ------------------------------------------------------------------ stalls and incidents
@@ -213,3 +265,18 @@ def _cluster_subject(ps: list[Spot], ev: list[Spot], cluster_radius: float) -> t
         members=len(members),
     )
     return subject, center, cluster_radius * h
+
+
+def _single_linkage(linked: np.ndarray) -> list[int]:
+    """Group label per item from a symmetric boolean adjacency matrix (union-find)."""
+    parent = list(range(len(linked)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in np.argwhere(np.triu(linked, 1)):
+        parent[find(int(i))] = find(int(j))
+    return [find(i) for i in range(len(linked))]
