@@ -134,9 +134,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     worker.start()
+    health = None
+    address = cfg.health.address()
+    if address is not None and not args.once:
+        from edge.metrics import start_health_server
+
+        try:
+            health = start_health_server(worker, *address)
+        except OSError as e:  # the endpoint is for operations; vision and publishing run without it
+            log.error("health endpoint %s not started: %s", cfg.health.listen, e)
     try:
         worker.run(once=args.once, duration_s=args.duration)
     finally:
+        if health is not None:
+            health.stop()
         worker.close()
     if args.once:
         for row in worker.health():

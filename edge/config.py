@@ -445,8 +445,24 @@ class CameraSettings(Strict):
         "Off unless set.",
     )
     plausibility: PlausibilityConfig = Field(PlausibilityConfig(), description="Junk-box filter; see its fields.")
-    decode: Literal["auto", "all", "keyframes"] = Field(
-        "auto", description="'auto' skips non-key frames when that still meets detect_fps."
+    decode: Literal["auto", "all", "nonref", "keyframes"] = Field(
+        "auto", description="Which frames the decoder decodes at all: 'keyframes' only, 'nonref' = skip frames "
+        "nothing refers to (B-frames), 'all'. 'auto' picks the cheapest that still meets detect_fps, from the "
+        "stream's own keyframe and frame gaps (docs/sources.md).",
+    )
+    decoder: Literal["auto", "pyav", "opencv"] = Field(
+        "auto", description="'pyav': FFmpeg in-process through PyAV (frame skipping in the decoder, bounded threads, "
+        "scaling in the decoder); 'opencv': OpenCV's FFmpeg backend (+ an ffmpeg child process for keyframes); "
+        "'auto' = PyAV when installed. Devices (/dev/video*) always use OpenCV.",
+    )
+    decoder_threads: int = Field(
+        1, ge=0, le=16, description="FFmpeg decoder threads for this camera (PyAV); 0 = FFmpeg's default (one per "
+        "core plus one, per camera: too many with 16 cameras on 2 cores).",
+    )
+    decode_width: int | None = Field(
+        None, ge=64, le=7680, description="Scale frames down to this width while converting them (in the decoder's "
+        "scaler, keeping the aspect ratio; PyAV only) for everything downstream: detection, rules and evidence. "
+        "None = the stream's own size. Prefer a substream (detect_url) of the right size where the camera has one.",
     )
     reader_nice: int = Field(
         10, ge=0, le=19,
@@ -507,6 +523,27 @@ class SiteConfig(Strict):
 
 class HealthLogConfig(Strict):
     interval_s: float = Field(30.0, gt=0, description="How often the worker logs per-camera health.")
+    listen: str | None = Field(
+        None,
+        description="HOST:PORT of the edge's HTTP endpoint: Prometheus metrics at /metrics, liveness at /healthz "
+        "(the Docker HEALTHCHECK). e.g. 127.0.0.1:9108; 0.0.0.0:9108 in a container that is scraped. Omit for none.",
+    )
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return None
+        host, sep, port = str(v).rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen {v!r} must be HOST:PORT, e.g. 127.0.0.1:9108")
+        return str(v)
+
+    def address(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 class EdgeConfig(Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,6 +17,8 @@ class StageStats:
         self._samples: dict[str, deque[float]] = {}
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+        # called with (stage, ms) for every sample, e.g. the edge's Prometheus histograms (edge.metrics)
+        self.observers: list[Callable[[str, float], None]] = []
 
     def add(self, stage: str, ms: float) -> None:
         with self._lock:
@@ -24,6 +27,8 @@ class StageStats:
                 self._counts[stage] = 0
             self._samples[stage].append(ms)
             self._counts[stage] += 1
+        for observe in self.observers:
+            observe(stage, ms)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """{stage: {"count", "median_ms", "p95_ms", "mean_ms"}} over the current window."""

@@ -32,6 +32,7 @@ from edge.detectors.plausibility import FrontEnd
 from edge.redact import mask_url
 from edge.rules import RuleEngine, Scene
 from edge.sources import CameraSource, Frame
+from edge.sources.health import FpsMeter
 from edge.stats import StageStats
 from edge.tracking import ByteTracker
 
@@ -54,6 +55,9 @@ class CameraPipeline:
     last_annotated_at: float = 0.0
     last_frame_size: tuple[int, int] | None = None
     last_counts: Counter = field(default_factory=Counter)
+    # frames the detector actually analysed: rate over a minute (detect_fps may be 0.2) and wall time of the last
+    analysed_meter: FpsMeter = field(default_factory=lambda: FpsMeter(window_s=60.0))
+    last_analysed_at: float | None = None
 
 
 class EdgeWorker:
@@ -92,6 +96,7 @@ class EdgeWorker:
         self._last_reload_check = time.monotonic()
         self._last_health_log = time.monotonic()
         self._last_heartbeat = 0.0
+        self.last_loop_at = time.monotonic()
         # Benchmarks set this to see each event id with its frame's capture time (end-to-end latency).
         self.on_event_queued: Callable[[str, float], None] | None = None
 
@@ -243,6 +248,8 @@ class EdgeWorker:
         self.stats.add("tracking", (t1 - t0) * 1000)
         self.stats.add("rules", (t2 - t1) * 1000)
         p.frames_analyzed += 1
+        p.last_analysed_at = time.time()
+        p.analysed_meter.tick(time.monotonic())
         self.counters["frames_analyzed"] += 1
         p.last_counts = Counter(str(n) for n in tracked.class_names)
 
@@ -322,18 +329,30 @@ class EdgeWorker:
         rows = []
         for p in self.pipelines.values():
             row = p.source.health.to_dict()
+            loc = p.camera.location
             row.update(
                 name=p.camera.display_name,
-                grid_cell=p.camera.location.grid_cell,
+                grid_cell=loc.grid_cell,
+                address=loc.address,
+                lat=loc.lat,
+                lon=loc.lon,
                 frames_analyzed=p.frames_analyzed,
                 incidents_opened=p.incidents_opened,
+                open_incidents=p.engine.open_incident_count(),
                 zones=[z.name for z in p.camera.zones],
+                # asked vs done: the configured detect rate, what the detector analysed (last minute), and the
+                # decode rate (input_fps is the decode rate, kept under its old name too)
+                detect_fps=p.camera.detect_fps if p.camera.enabled else 0.0,
+                analysed_fps=round(p.analysed_meter.rate(time.monotonic()), 3),
+                decode_fps=row.get("input_fps"),
+                last_analysed_at=p.last_analysed_at,
             )
             rows.append(row)
         return rows
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        self.last_loop_at = now  # the health endpoint's liveness: the pipeline loop is turning
         if now - self._last_health_log >= self.config.health.interval_s:
             self._last_health_log = now
             for row in self.health():

@@ -26,10 +26,6 @@ MIN_TEXTURE = 10.0  # std of a whole patch below this: road surface or sky, not 
 MIN_SIDE_PX = 20  # a box smaller than this on either side is a few blurred pixels: no identity evidence
 
 
-def grey(image: np.ndarray) -> np.ndarray:
-    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-
-
 def patch(image_grey: np.ndarray, box: np.ndarray) -> np.ndarray | None:
     """The box's patch (float32, PATCH × PATCH), or None when the box is outside the frame or too small."""
     h, w = image_grey.shape[:2]
@@ -49,19 +45,20 @@ def textured(p: np.ndarray) -> bool:
 
 def similarity(ref: np.ndarray, cur: np.ndarray) -> float:
     """Fraction of grid blocks in which ``cur`` looks like ``ref`` (1.0 = the same, ~0 = something else)."""
+    a, b = _blocks(ref), _blocks(cur)
+    ma, mb = a.mean(axis=1), b.mean(axis=1)
+    sa, sb = a.std(axis=1), b.std(axis=1)
+    ncc = ((a - ma[:, None]) * (b - mb[:, None])).mean(axis=1) / np.maximum(sa * sb, 1e-6)
+    flat_a, flat_b = sa < FLAT_STD, sb < FLAT_STD
+    matched = np.where(flat_a & flat_b, np.abs(ma - mb) <= FLAT_MEAN_MATCH,
+                       ~flat_a & ~flat_b & (ncc >= NCC_MATCH))
+    return float(matched.mean())
+
+
+def _blocks(p: np.ndarray) -> np.ndarray:
+    """(GRID², pixels per block): the patch cut into its grid blocks, row by row."""
     step = PATCH // GRID
-    matched = 0
-    for by in range(GRID):
-        for bx in range(GRID):
-            a = ref[by * step:(by + 1) * step, bx * step:(bx + 1) * step]
-            b = cur[by * step:(by + 1) * step, bx * step:(bx + 1) * step]
-            sa, sb = float(a.std()), float(b.std())
-            if sa < FLAT_STD and sb < FLAT_STD:
-                matched += abs(float(a.mean()) - float(b.mean())) <= FLAT_MEAN_MATCH
-            elif sa >= FLAT_STD and sb >= FLAT_STD:
-                ncc = float(((a - a.mean()) * (b - b.mean())).mean()) / (sa * sb)
-                matched += ncc >= NCC_MATCH
-    return matched / (GRID * GRID)
+    return p[:step * GRID, :step * GRID].reshape(GRID, step, GRID, step).transpose(0, 2, 1, 3).reshape(GRID * GRID, -1)
 
 
 def blend(ref: np.ndarray, cur: np.ndarray, rate: float = 0.1) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+import cv2
 import numpy as np
 
 from edge.config import ZoneConfig
@@ -15,16 +16,24 @@ from edge.schedule import Schedule
 from edge.zones import ZoneGeometry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Scene:
     """What a rule may look at besides the detections: the frame they came from and the camera's size model.
 
     Rules must work without either (constructed tests, replays of cached detections): ``image`` None means
-    no appearance evidence, ``sizes`` None means no perspective model yet.
+    no appearance evidence, ``sizes`` None means no perspective model yet. ``grey`` is computed once per
+    frame for every zone that needs it.
     """
 
     image: np.ndarray | None = None  # BGR, the analysed frame
     sizes: PerspectiveSizeModel | None = None
+    _grey: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def grey(self) -> np.ndarray | None:
+        if self._grey is None and self.image is not None:
+            self._grey = self.image if self.image.ndim == 2 else cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
+        return self._grey
 
 
 NO_SCENE = Scene()

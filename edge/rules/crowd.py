@@ -50,6 +50,7 @@ HELD_MIN_SUPPORT = 0.25  # a held track's predicted box must hold this many pers
 # fewer than 1 in 6 of the people is not what happens in a crowd, but undetected cars, a swaying tree or a
 # camera in the rain would otherwise turn into dozens of "people".
 RESIDUAL_MAX_RATIO = 5.0
+VEHICLES = ["car", "truck", "bus", "motorcycle", "bicycle", "train", "boat"]  # moving foreground that is no person
 
 
 @dataclass(slots=True)
@@ -145,7 +146,7 @@ class CrowdRule(ZoneRule):
             self.lower_since: float | None = None
             self.figure: CrowdFigure | None = None
             self.fusion = TrackFusion(zone.track_hold_s, zone.stationary_s)
-            self.others = TrackFusion(zone.track_hold_s, zone.stationary_s)  # vehicles & co: their pixels are no people
+            self.others = TrackFusion(zone.track_hold_s, zone.stationary_s)  # vehicles: their pixels are no people
             self.foreground = ForegroundCounter(self._size_family(zone))
         else:
             self.levels.thresholds, self.levels.hysteresis = thresholds, zone.hysteresis
@@ -213,7 +214,7 @@ class CrowdRule(ZoneRule):
             )
             if ready and fused.held:
                 fused = fused.without_held(self.foreground.support(fused.boxes[fused.held_mask]) < HELD_MIN_SUPPORT)
-            others = detections[~np.isin(detections.class_names, self.watched)] if len(detections) else detections
+            others = detections[np.isin(detections.class_names, VEHICLES)] if len(detections) else detections
             other = self.others.update(others, now, frame_size, lambda xyxy: np.ones(len(xyxy), dtype=bool))
             fg = self.foreground.estimate(fused.boxes, other.boxes)
         return self._combine(fused, fg)

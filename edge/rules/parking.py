@@ -52,6 +52,7 @@ MIN_DETECTION_RATE = 0.2
 # With images, appearance matches per sample since the reference was taken: a parked car matches in nearly
 # every sample (less while something passes in front); a lane of similar-looking cars matches now and then.
 MIN_PRESENCE_RATE = 0.4
+REJECT_AFTER = 2  # samples without a single appearance match after which a spot is passing traffic
 ONE_VEHICLE_OVERLAP = 0.5  # of the smaller box: two spots this much on top of each other are one vehicle
 
 
@@ -70,11 +71,15 @@ class ParkingRule(ZoneRule):
     ) -> list[IncidentEvent]:
         sel = detections[self.geometry.member_mask(detections, frame_size)]
         anchors = self.geometry.anchors(sel.xyxy)
-        grey = appearance.grey(scene.image) if scene.image is not None else None
+        grey = scene.grey
         present = self._check_appearance(grey, scene.image, now) if grey is not None else set()
 
         def may_join(spot: Spot, _det: int) -> bool:
-            return grey is None or spot.data.get("ref") is None or id(spot) in present
+            if grey is None:
+                return True
+            if spot.data.get("rejected"):
+                return False
+            return spot.data.get("ref") is None or id(spot) in present
 
         def may_merge(young: Spot, old: Spot) -> bool:
             a, b = young.data.get("ref"), old.data.get("ref")
@@ -125,6 +130,11 @@ class ParkingRule(ZoneRule):
             spot.data["samples"] = spot.data.get("samples", 0) + 1
             ref = spot.data.get("ref")
             if ref is None:
+                continue
+            if spot.data.get("confirms", 0) == 0 and spot.data["samples"] > REJECT_AFTER:
+                # never looked the same since it was first seen: passing traffic. Stop checking it (it is not
+                # joinable either; a later detection there starts a spot with a fresh reference).
+                spot.data.update(ref=None, rejected=True)
                 continue
             cur = appearance.patch(grey, spot.data["ref_box"])
             sim = appearance.similarity(ref, cur) if cur is not None else 0.0

@@ -19,7 +19,15 @@ import time
 from edge.config import CameraConfig
 from edge.redact import mask_url
 from edge.sources.backoff import Backoff
-from edge.sources.capture import Capture, CaptureError, FfmpegKeyframeCapture, OpenCvCapture, probe_keyframe_interval
+from edge.sources.capture import (
+    Capture,
+    CaptureError,
+    FfmpegKeyframeCapture,
+    OpenCvCapture,
+    PyAvCapture,
+    probe_keyframe_interval,
+    pyav_available,
+)
 from edge.sources.frame import Frame
 from edge.sources.handoff import FrameSlot
 from edge.sources.health import CameraHealth, CameraState, FpsMeter
@@ -42,6 +50,22 @@ def lower_thread_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except OSError as e:  # e.g. a container that forbids it: run at normal priority
         log.debug("cannot lower reader thread priority: %s", e)
+
+
+READER_THREAD_PREFIX = "gw-rd-"  # native name of reader threads (and of FFmpeg threads they start): top -H, /proc
+
+
+def name_native_thread(name: str) -> None:
+    """Set the calling thread's Linux name (15 bytes), which threads it creates inherit: FFmpeg's decoder threads
+    then carry their camera's reader name, so per-thread CPU (``/proc/self/task/*/stat``) shows decode cost."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError) as e:
+        log.debug("cannot name reader thread: %s", e)
 
 
 class CameraSource:
@@ -80,7 +104,12 @@ class CameraSource:
         self._frame_step = 0.04
         self._pace_origin: float | None = None
         self._sampler = RateSampler(camera.detect_fps)
-        self._decode: str | None = {"all": "all", "keyframes": "keyframes"}.get(camera.decode)
+        self._decode: str | None = None if camera.decode == "auto" else camera.decode
+        self._pyav = self.kind in ("file", "rtsp", "http") and (
+            camera.decoder == "pyav" or (camera.decoder == "auto" and pyav_available()))
+        self._prev_decoded_t: float | None = None  # stream time of the previous decoded frame (nonref guard)
+        self._watch_keys = True  # decode=auto on a live stream: still watching keyframe gaps
+        self._pyav_mode: str | None = None  # the PyAV decoder's current skip mode
         self._key_pts: list[float] = []
         self._observe_start = 0.0
         self._observe_pts0: float | None = None  # stream time of the first frame seen while observing
@@ -132,7 +161,7 @@ class CameraSource:
                 frames_sampled=self._sampled,
                 frames_dropped=self._slot.dropped,
                 url=mask_url(self.url),
-                decode=self._decode or "all",
+                decode=self._decode_shown(),
             )
 
     # ------------------------------------------------------------------ reader thread
@@ -145,7 +174,16 @@ class CameraSource:
             if error is not None:
                 self._last_error = error
 
+    def _decode_shown(self) -> str:
+        if self._decode is None and self._pyav_mode is not None:
+            return self._pyav_mode  # auto, still watching the stream: what the decoder does now
+        return self._decode or "all"
+
     def _choose_capture(self) -> Capture:
+        if self._pyav:
+            return self._choose_pyav()
+        if self._decode == "nonref":
+            self._decode = "all"  # OpenCV cannot skip frames in the decoder
         if self._decode is None and self.is_file:
             gap = probe_keyframe_interval(self.url)
             self._decode = "keyframes" if gap is not None and self._keyframes_suffice(gap) else "all"
@@ -159,8 +197,38 @@ class CameraSource:
         self._observe_pts0 = None
         return OpenCvCapture(self.url, self.camera)
 
+    def _choose_pyav(self) -> Capture:
+        """PyAV: the mode is the decoder's skip_frame, changed in place while the stream runs (no reconnect)."""
+        if self._decode is None and self.is_file:
+            gap = probe_keyframe_interval(self.url)
+            if gap is not None and self._keyframes_suffice(gap):
+                self._decode = "keyframes"
+            log.info("camera %s: decode=auto, keyframe gap %s s -> %s", self.camera.id,
+                     None if gap is None else round(gap, 2), self._decode or "nonref while the frame gaps allow")
+        if self._decode is None and self.kind == "http":
+            self._decode = "all"  # MJPEG: every frame is independent, nothing to skip
+        self._key_pts = []
+        self._observe_pts0 = None
+        self._prev_decoded_t = None
+        self._watch_keys = True
+        # undecided (auto): start without non-reference frames; _nonref_guard / _observe_keyframes settle it
+        self._pyav_mode = self._decode or "nonref"
+        return PyAvCapture(self.url, self.camera, self._pyav_mode)
+
+    def _nonref_guard(self, cap: PyAvCapture, t: float) -> None:
+        """decode=auto with B-frames skipped: if the frames left come further apart than the sampling period,
+        decode all of them from now on (a stream without B-frames loses nothing either way)."""
+        prev, self._prev_decoded_t = self._prev_decoded_t, t
+        if prev is None or t <= prev or t - prev <= self.period + KEYFRAME_SLACK_S:
+            return
+        cap.set_mode("all")
+        self._decode = self._pyav_mode = "all"
+        log.info("camera %s: decode=auto, %.2f s between decodable frames without B-frames -> all",
+                 self.camera.id, t - prev)
+
     def _run(self) -> None:
         lower_thread_priority(self.camera.reader_nice)
+        name_native_thread(f"{READER_THREAD_PREFIX}{self.camera.id}")
         backoff = Backoff(self.camera.reconnect_min_s, self.camera.reconnect_max_s)
         count_attempt = False
         while not self._stop.is_set():
@@ -234,10 +302,10 @@ class CameraSource:
                 if self._restart.is_set():
                     return "stalled"
                 if self.is_file and (got_frame or self._last_media_t is not None):
-                    ended = not isinstance(cap, FfmpegKeyframeCapture) or cap.ended_cleanly
+                    ended = not isinstance(cap, FfmpegKeyframeCapture | PyAvCapture) or cap.ended_cleanly
                     if ended:
                         return "eof"
-                if isinstance(cap, FfmpegKeyframeCapture):
+                if isinstance(cap, FfmpegKeyframeCapture | PyAvCapture):
                     reason = cap.failure_reason()
                 elif self.is_file:
                     reason = f"no decodable video frame in {self.url}"
@@ -266,8 +334,10 @@ class CameraSource:
             else:
                 media_t = pts
                 clock = now
-                if self._decode is None and self._observe_keyframes(cap, pts, now):
+                if self._decode is None and self._watch_keys and self._observe_keyframes(cap, pts, now):
                     return "switch"
+            if isinstance(cap, PyAvCapture) and cap.decode == "nonref" and self.camera.decode == "auto":
+                self._nonref_guard(cap, media_t)
 
             if not self._sampler.due(clock):
                 continue
@@ -313,18 +383,26 @@ class CameraSource:
         if cap.is_keyframe:
             self._key_pts.append(pts)
         gaps = [b - a for a, b in zip(self._key_pts, self._key_pts[1:], strict=False)]
+        pyav = isinstance(cap, PyAvCapture)
         if gaps and not self._keyframes_suffice(max(gaps)):
             self._decode = "all"
-        elif shutil.which("ffmpeg") is None:
+        elif shutil.which("ffmpeg") is None and not pyav:
             self._decode = "all"  # keyframe-only decoding runs through the ffmpeg binary
         elif len(gaps) >= 2 and span >= min(AUTO_OBSERVE_MIN_S, 3 * self.period):
             self._decode = "keyframes"
         elif span > window or now - self._observe_start > 4 * window:
             self._decode = "all"  # keyframes too sparse to even see two gaps (or a stream clock that stands still)
-        if self._decode is not None:
+        if pyav and self._decode is not None:
+            if self._decode == "keyframes":
+                cap.set_mode("keyframes")  # in place: PyAV changes the decoder's skip_frame on the open stream
+                self._pyav_mode = "keyframes"
+            elif cap.decode == "nonref":
+                self._decode = None  # keyframes too sparse; stay on nonref while _nonref_guard allows it
+                self._watch_keys = False
+        if self._decode is not None or not self._watch_keys:
             log.info("camera %s: decode=auto, keyframe gaps %s s -> %s", self.camera.id,
-                     [round(g, 2) for g in gaps], self._decode)
-        return self._decode == "keyframes"
+                     [round(g, 2) for g in gaps], self._decode or "nonref while the frame gaps allow")
+        return self._decode == "keyframes" and not pyav
 
     # ------------------------------------------------------------------ watchdog
 

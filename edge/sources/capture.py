@@ -123,6 +123,192 @@ class OpenCvCapture:
         """Nothing to do: the read timeout bounds how long grab() can block."""
 
 
+def pyav_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("av") is not None
+
+
+# skip_frame values of FFmpeg's decoder for each decode mode
+_SKIP = {"all": "DEFAULT", "nonref": "NONREF", "keyframes": "NONKEY"}
+_MAX_BAD_PACKETS = 250  # consecutive undecodable packets before the stream counts as lost
+
+
+class PyAvCapture:
+    """FFmpeg in-process through PyAV, with the decoder under control.
+
+    - ``mode`` sets the decoder's ``skip_frame``: ``all``, ``nonref`` (frames no other frame refers to, e.g.
+      B-frames, are never decoded) or ``keyframes``; ``set_mode`` changes it on the open stream, without
+      reconnecting, so ``decode: auto`` can settle while it watches the stream.
+    - ``decoder_threads`` bounds FFmpeg's decoder threads for this camera (its default is cores + 1 per stream).
+    - ``retrieve()`` converts YUV → BGR in FFmpeg's scaler, scaled to ``decode_width`` in the same pass.
+    - Decoding and conversion run with the GIL released, so readers do not hold up the detector thread.
+    - pts: the frame's pts, or its dts when pts are unusable (AVI with B-frames), as FFmpeg's best-effort
+      timestamp does.
+    """
+
+    def __init__(self, url: str, settings: CameraSettings, mode: str = "all"):
+        self.url = url
+        self.kind = source_kind(url)
+        self.settings = settings
+        self.decode = mode
+        self.ended_cleanly = False
+        self._container = None
+        self._stream = None
+        self._packets = None
+        self._pending: list = []
+        self._frame = None
+        self._error: str | None = None
+        self._last = {"pts": None, "dts": None}
+        self._faults = {"pts": 0, "dts": 0}
+
+    def open(self) -> None:
+        import av
+
+        if self.kind == "file" and not file_path(self.url).is_file():
+            raise CaptureError(explain_open_failure(self.url, 1.0))
+        if self.kind == "rtsp":
+            problem = rtsp_preflight(self.url, self.settings.open_timeout_s)
+            if problem:
+                raise CaptureError(problem)
+        options = {}
+        if self.kind == "rtsp":
+            options["rtsp_transport"] = self.settings.rtsp_transport
+        target = str(file_path(self.url)) if self.kind == "file" else self.url
+        read_s = min(self.settings.read_timeout_s, self.settings.stall_timeout_s)
+        try:
+            container = av.open(target, options=options, timeout=(self.settings.open_timeout_s, read_s))
+        except (av.error.FFmpegError, OSError) as e:
+            log.debug("PyAV open failed for %s: %s", mask_url(self.url), scrub(str(e), self.url))
+            raise CaptureError(explain_open_failure(self.url, min(self.settings.open_timeout_s, 5.0))) from None
+        if not container.streams.video:
+            container.close()
+            raise CaptureError(f"no video stream in {mask_url(self.url)}")
+        stream = container.streams.video[0]
+        threads = self.settings.decoder_threads
+        stream.codec_context.thread_count = threads
+        stream.thread_type = "SLICE" if threads == 1 else "AUTO"
+        stream.codec_context.skip_frame = _SKIP[self.decode]
+        self._container, self._stream = container, stream
+        self._packets = container.demux(stream)
+
+    def set_mode(self, mode: str) -> None:
+        """Change which frames the decoder skips, on the open stream."""
+        self.decode = mode
+        if self._stream is not None:
+            self._stream.codec_context.skip_frame = _SKIP[mode]
+
+    def _next_frame(self):
+        import av
+
+        bad = 0
+        while not self._pending:
+            try:
+                packet = next(self._packets)
+            except StopIteration:
+                self.ended_cleanly = True
+                return None
+            except (av.error.FFmpegError, OSError) as e:  # read timeout, connection closed, I/O error
+                self._error = scrub(str(e), self.url)
+                return None
+            try:
+                self._pending = list(packet.decode())  # a flush packet (EOF) returns the delayed frames
+            except av.error.InvalidDataError as e:  # a corrupt packet: skip it, like a player does
+                bad += 1
+                if bad >= _MAX_BAD_PACKETS:
+                    self._error = f"undecodable stream: {scrub(str(e), self.url)}"
+                    return None
+        return self._pending.pop(0)
+
+    def _seconds(self, frame) -> float:
+        """FFmpeg's guess_correct_pts: pts unless they went backwards more often than dts did."""
+        for key in ("pts", "dts"):
+            value, last = getattr(frame, key), self._last[key]
+            if value is not None:
+                if last is not None and value <= last:
+                    self._faults[key] += 1
+                self._last[key] = value
+        use = "pts" if frame.pts is not None and (self._faults["pts"] <= self._faults["dts"] or frame.dts is None) \
+            else "dts"
+        value = getattr(frame, use)
+        if value is None:
+            return -1.0
+        return float(value * (frame.time_base or self._stream.time_base))
+
+    def grab(self) -> float | None:
+        if self._container is None:
+            return None
+        frame = self._next_frame()
+        if frame is None:
+            return None
+        self._frame = frame
+        return max(0.0, self._seconds(frame))
+
+    @property
+    def is_keyframe(self) -> bool:
+        return bool(self._frame is not None and self._frame.key_frame)
+
+    def retrieve(self) -> np.ndarray | None:
+        frame = self._frame
+        if frame is None:
+            return None
+        width = self.settings.decode_width
+        if width and width < frame.width:
+            height = max(2, round(frame.height * width / frame.width / 2) * 2)
+            return frame.to_ndarray(format="bgr24", width=width, height=height)
+        return frame.to_ndarray(format="bgr24")
+
+    def failure_reason(self) -> str:
+        if self.kind == "file":
+            return f"no decodable video frame in {self.url}" + (f" ({self._error})" if self._error else "")
+        detail = self._error or "connection closed or read timeout"
+        return f"stream lost: no frame from {mask_url(self.url)} ({detail})"
+
+    def close(self) -> None:
+        container, self._container = self._container, None
+        self._packets, self._pending, self._frame = None, [], None
+        if container is not None:
+            try:
+                container.close()
+            except Exception as e:  # closing a broken stream must not raise into the reader
+                log.debug("closing %s: %s", mask_url(self.url), e)
+
+    def interrupt(self) -> None:
+        """Nothing to do: the read timeout (PyAV's interrupt callback) bounds how long grab() can block."""
+
+
+def pyav_keyframe_interval(path: str, window_s: float = 60.0) -> float | None:
+    """Largest keyframe gap (s) in the first ``window_s`` of a file from packet flags, in-process (no ffprobe)."""
+    import av
+
+    try:
+        container = av.open(path)
+    except (av.error.FFmpegError, OSError):
+        return None
+    try:
+        if not container.streams.video:
+            return None
+        stream = container.streams.video[0]
+        keys: list[float] = []
+        for packet in container.demux(stream):
+            t = packet.pts if packet.pts is not None else packet.dts
+            if t is None:
+                continue
+            t = float(t * stream.time_base)
+            if packet.is_keyframe:
+                keys.append(t)
+            if t > window_s:
+                break
+    except (av.error.FFmpegError, OSError):
+        return None
+    finally:
+        container.close()
+    keys.sort()
+    if len(keys) < 2:
+        return None
+    return max(b - a for a, b in zip(keys, keys[1:], strict=False))
+
+
 _SHOWINFO_RE = re.compile(r"Parsed_showinfo.*?\bpts_time:\s*(?P<pts>-?[\d.]+).*?\bs:(?P<w>\d+)x(?P<h>\d+)")
 _DONE = object()
 
@@ -241,9 +427,11 @@ class FfmpegKeyframeCapture:
 def probe_keyframe_interval(url: str, window_s: float = 60.0, timeout_s: float = 10.0) -> float | None:
     """Largest gap between keyframes (s) in a file's first ``window_s`` seconds, from packet flags.
 
-    Reads packets only (no decoding), so it takes milliseconds. None when it cannot tell
-    (no ffprobe, unreadable file, fewer than two keyframes).
+    Reads packets only (no decoding), so it takes milliseconds: in-process with PyAV when installed, else with
+    ffprobe. None when it cannot tell (neither available, unreadable file, fewer than two keyframes).
     """
+    if pyav_available():
+        return pyav_keyframe_interval(str(file_path(url)), window_s)
     exe = shutil.which("ffprobe")
     if exe is None:
         return None
