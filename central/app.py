@@ -25,12 +25,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.api import api_router, probe_router
 from central.api.docs import router as docs_router
-from central.api.errors import install_error_handlers
-from central.auth import url_secret_from_env
+from central.api.errors import document_text_guard, install_error_handlers
+from central.api.inputs import TextGuardMiddleware
+from central.auth import install_log_redaction, url_secret_from_env
 from central.clock import Clock, SystemClock
 from central.config import CentralConfig
 from central.db import make_engine, make_session_factory
 from central.events import EventBus
+from central.metrics import CentralMetrics
+from central.metrics import router as metrics_router
 from central.open311 import router as open311_router
 from central.security import BodySizeLimitMiddleware, CrossOriginWriteGuard, SecurityHeadersMiddleware
 from central.store import EvidenceStore, FileEvidenceStore
@@ -52,6 +55,7 @@ def _start_ingest(app: FastAPI) -> Any:
     runner = mqtt_ingest.MqttIngest(
         st.config, session_factory=st.session_factory, bus=st.bus, clock=st.clock, store=st.store
     )
+    st.metrics.instrument(runner.ingest)
     runner.start()
     return runner
 
@@ -60,16 +64,26 @@ def _start_ingest(app: FastAPI) -> Any:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     st = app.state
     st.shutting_down = False
+    install_log_redaction()  # again: the server configured its logging after create_app
     if st.config.webhooks:
         st.webhooks = WebhookDispatcher(st.config.webhooks)
         st.webhooks.attach(st.bus)
         st.webhooks.start()
+    st.escalation = None
+    if st.start_escalation and st.config.escalation.enabled:
+        from central.escalation import EscalationTicker
+
+        st.escalation = EscalationTicker(st.session_factory, st.config, st.clock, st.bus)
+        st.escalation.start()
     if st.start_ingest and st.config.mqtt.enabled:
         st.ingest = _start_ingest(app)
     try:
         yield
     finally:
         st.shutting_down = True
+        if st.escalation is not None:
+            st.escalation.stop()
+            st.escalation = None
         if st.ingest is not None:
             st.ingest.stop()
             st.ingest = None
@@ -100,6 +114,7 @@ def create_app(
     store: EvidenceStore | None = None,
     start_ingest: bool = False,
     include_web: bool = True,
+    start_escalation: bool = False,
 ) -> FastAPI:
     """The central service. Without a ``session_factory`` one is made for ``config.database_url`` (the schema
     must already be migrated: ``gridwatch-central migrate``)."""
@@ -121,12 +136,21 @@ def create_app(
     )
     st.url_secret = url_secret_from_env()
     st.start_ingest = start_ingest
+    st.start_escalation = start_escalation  # the escalation sweep thread (central.escalation), for `serve`
+    st.escalation = None
     st.ingest = None
     st.webhooks = None
     st.shutting_down = False
+    st.metrics = CentralMetrics()
+    st.metrics.bind(session_factory=st.session_factory, ingest=lambda: st.ingest, bus=st.bus,
+                    webhooks=lambda: st.webhooks, clock=st.clock)
 
     install_error_handlers(app)
+    document_text_guard(app)
+    install_log_redaction()  # ?token= / ?ticket= / ?sig= never reach the access log in clear
     app.include_router(probe_router)
+    if config.api.metrics:
+        app.include_router(metrics_router)
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(open311_router, prefix=OPEN311_PREFIX)
     app.include_router(docs_router)
@@ -140,5 +164,7 @@ def create_app(
             CORSMiddleware, allow_origins=config.api.cors_origins, allow_credentials=False,
             allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
         )
+    # NUL / invalid UTF-8 in the path or query string: refused before any route or log sees it
+    app.add_middleware(TextGuardMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     return app

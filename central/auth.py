@@ -7,15 +7,20 @@ returns the ``Principal`` or answers 401 (no or bad token, with ``WWW-Authentica
 
 Browsers cannot set headers on ``<img src>`` or ``EventSource``; for those two read-only GETs (evidence and the
 event stream) the API also accepts a short-lived *signed URL* (``?exp=&sig=``, see ``sign_path``) issued to an
-authenticated caller, or ``?token=`` (discouraged: tokens in URLs end up in access logs).
+authenticated caller, a *stream ticket* (``?ticket=``, see ``issue_ticket``: bound to one path and to the token that
+asked for it, valid ``TICKET_TTL_S`` to open the stream, usable once per process), or ``?token=`` (discouraged; the
+access log redacts it, see ``RedactQuerySecrets``, but proxies in front may not).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
+import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -138,6 +143,8 @@ def get_principal_for_get(
             if verify_signed_path(request.app, request.url.path, q.get("exp"), q.get("sig")):
                 return Principal(token_id=None, name="signed-url", role="viewer", via="signed_url")
             raise _unauthorized("signed URL is invalid or expired", "invalid_token")
+        if q.get("ticket"):
+            return verify_ticket(request.app, session, request.url.path, q["ticket"])
         if q.get("token"):
             return _verify(session, q["token"], "query_token")
     raise _unauthorized("missing API token: send 'Authorization: Bearer <token>'")
@@ -208,3 +215,91 @@ def verify_signed_path(app: Any, path: str, exp: str | None, sig: str | None, *,
     if int(exp) < (time.time() if now is None else now):
         return False
     return hmac.compare_digest(_signature(app.state.url_secret, path, int(exp)), sig)
+
+
+# --------------------------------------------------------------------------- stream tickets
+
+TICKET_TTL_S = 60
+_used_tickets: dict[str, float] = {}  # nonce → expiry: a ticket opens a stream once (per process)
+_used_lock = threading.Lock()
+
+
+def _ticket_signature(secret: bytes, path: str, token_id: int, exp: int, nonce: str) -> str:
+    return hmac.new(secret, f"ticket\n{path}\n{token_id}\n{exp}\n{nonce}".encode(), hashlib.sha256).hexdigest()
+
+
+def issue_ticket(app: Any, principal: Principal, path: str, ttl_s: int = TICKET_TTL_S,
+                 *, now: float | None = None) -> str:
+    """``<token id>.<exp>.<nonce>.<hmac>``: opens ``path`` (GET) once within ``ttl_s`` with ``principal``'s token.
+
+    Only a principal authenticated by a real token can get one (signed URLs have no token to bind to)."""
+    if principal.token_id is None:
+        raise AuthError(403, "a stream ticket needs an API token (Authorization: Bearer)", "forbidden")
+    exp = int((time.time() if now is None else now) + ttl_s)
+    nonce = secrets.token_urlsafe(12)
+    sig = _ticket_signature(app.state.url_secret, path, principal.token_id, exp, nonce)
+    return f"{principal.token_id}.{exp}.{nonce}.{sig}"
+
+
+def verify_ticket(app: Any, session: Session, path: str, ticket: str, *, now: float | None = None) -> Principal:
+    """The ticket's principal (its token's current name and role), or 401. The token must still be live."""
+    from central.db import ApiToken
+
+    parts = ticket.split(".")
+    now_s = time.time() if now is None else now
+    if len(parts) != 4 or not parts[0].isascii() or not parts[0].isdigit() or not parts[1].isascii() \
+            or not parts[1].isdigit() or len(parts[0]) > 10 or len(parts[1]) > 12:
+        raise _unauthorized("stream ticket is malformed", "invalid_token")
+    token_id, exp, nonce, sig = int(parts[0]), int(parts[1]), parts[2], parts[3]
+    expected = _ticket_signature(app.state.url_secret, path, token_id, exp, nonce)
+    if not hmac.compare_digest(expected, sig) or exp < now_s:
+        raise _unauthorized("stream ticket is invalid or expired", "invalid_token")
+    with _used_lock:
+        for n in [n for n, e in _used_tickets.items() if e < now_s]:
+            del _used_tickets[n]
+        if nonce in _used_tickets:
+            raise _unauthorized("stream ticket was already used", "invalid_token")
+        _used_tickets[nonce] = float(exp)
+    token = session.get(ApiToken, token_id) if token_id <= 2**31 - 1 else None
+    if token is None or token.revoked_at is not None:
+        raise _unauthorized("the ticket's API token is revoked", "invalid_token")
+    return Principal(token_id=token.id, name=token.name, role=token.role, via="ticket")
+
+
+# --------------------------------------------------------------------------- access-log redaction
+
+# Credentials that may travel in a query string: never write them to a log.
+_QUERY_SECRET = re.compile(r"(?i)((?:^|[?&;])(?:token|ticket|sig|access_token|api_key|password)=)[^&;\s\"']*")
+
+
+def redact_query_secrets(text: str) -> str:
+    """``/api/v1/stream?token=gwc_abc&kinds=x`` → ``/api/v1/stream?token=***&kinds=x``."""
+    return _QUERY_SECRET.sub(r"\1***", text)
+
+
+class RedactQuerySecrets(logging.Filter):
+    """A logging filter for uvicorn's access log (and any other): query-string credentials become ``***`` in the
+    message and its arguments. Installed by ``install_log_redaction``; it never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "=" in record.msg:
+            record.msg = redact_query_secrets(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_query_secrets(a) if isinstance(a, str) and "=" in a else a
+                                for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact_query_secrets(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
+
+
+ACCESS_LOGGERS = ("uvicorn.access", "uvicorn.error", "gunicorn.access")
+
+
+def install_log_redaction() -> None:
+    """Add ``RedactQuerySecrets`` to the access loggers and their handlers (idempotent). Logger filters cover
+    records logged there; handler filters also cover records that propagate from child loggers."""
+    for name in ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        for target in (logger, *logger.handlers):
+            if not any(isinstance(f, RedactQuerySecrets) for f in target.filters):
+                target.addFilter(RedactQuerySecrets())

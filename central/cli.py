@@ -1,4 +1,4 @@
-"""gridwatch-central: serve | ingest | migrate | create-token | kpis | hotspots.
+"""gridwatch-central: serve | ingest | migrate | create-token | kpis | hotspots | broker-config.
 
 Every command takes ``--config central.yaml`` (default: $GRIDWATCH_CENTRAL_CONFIG, else built-in defaults) and
 ``--database-url`` to override the configured database.
@@ -73,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if not args.no_migrate:
         upgrade(cfg.database_url)
-    app = create_app(cfg, start_ingest=not args.no_ingest)
+    app = create_app(cfg, start_ingest=not args.no_ingest, start_escalation=True)
     # An open SSE stream would otherwise hold shutdown forever: give clients 5 s, then close them.
     uvicorn.run(app, host=args.host or cfg.http_host, port=args.port or cfg.http_port, log_level="info",
                 timeout_graceful_shutdown=5)
@@ -88,7 +88,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if not args.no_migrate:
         upgrade(cfg.database_url)
-    runner = MqttIngest(cfg, session_factory=make_session_factory(make_engine(cfg.database_url)))
+    sf = make_session_factory(make_engine(cfg.database_url))
+    runner = MqttIngest(cfg, session_factory=sf)
+    if args.metrics_port:
+        from central.clock import SystemClock
+        from central.metrics import CentralMetrics, serve_metrics
+
+        metrics = CentralMetrics()
+        metrics.instrument(runner.ingest)
+        metrics.bind(session_factory=sf, ingest=lambda: runner, clock=SystemClock())
+        serve_metrics(metrics, args.metrics_port, args.metrics_addr)
+        print(f"metrics at http://{args.metrics_addr}:{args.metrics_port}/metrics", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -192,6 +202,49 @@ def cmd_hotspots(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    """Mosquitto config directory for this site: logins, ACL, client ids bound to user names, TLS."""
+    from central.broker_config import (
+        BrokerConfigError,
+        BrokerSite,
+        find_tls_files,
+        render_credentials,
+        write_credentials,
+        write_site,
+    )
+
+    cfg = _load(args)
+    edges = args.edge or list(cfg.mqtt.edges)
+    centrals = args.central or [cfg.mqtt.username or "central"]
+    try:
+        site = BrokerSite(
+            edges=edges, centrals=centrals, topic_prefix=cfg.mqtt.topic_prefix, port=args.port, bind=args.bind,
+            plain=not args.no_plain, tls=find_tls_files(args.tls_dir) if args.tls_dir else None,
+            tls_port=args.tls_port, tls_bind=args.tls_bind, broker_dir=args.broker_dir, data_dir=args.data_dir,
+            log_dest=args.log_dest, run_as=args.run_as,
+        )
+        result = write_site(site, args.out, rotate=args.rotate or (), rotate_all=args.rotate_all)
+    except BrokerConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    print(f"wrote {', '.join(str(f) for f in result.files)}", file=sys.stderr)
+    print(f"users: {', '.join(result.users)} (hashes by {result.hasher})"
+          + (f"; kept passwords of {', '.join(result.kept)}" if result.kept else "")
+          + (f"; removed {', '.join(result.removed)}" if result.removed else ""), file=sys.stderr)
+    if not result.new_credentials:
+        print("no new passwords (existing users kept theirs; --rotate USER or --rotate-all to change them)",
+              file=sys.stderr)
+        return 0
+    text = render_credentials(result.new_credentials, site)
+    if args.credentials:
+        write_credentials(args.credentials, text)
+        print(f"new passwords for {', '.join(result.new_credentials)} written to {args.credentials} (mode 0600)",
+              file=sys.stderr)
+    else:
+        print("new passwords (shown once, store them now):", file=sys.stderr)
+        sys.stdout.write(text)
+    return 0
+
+
 def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
@@ -218,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_serve)
     sp = add("ingest", "MQTT ingest only")
     sp.add_argument("--no-migrate", action="store_true")
+    sp.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port")
+    sp.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
+                    help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)")
     sp.set_defaults(func=cmd_ingest)
     add("migrate", "apply database migrations").set_defaults(func=cmd_migrate)
     sp = add("create-token", "create an API token (printed once)")
@@ -225,6 +281,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", dest="name_option", metavar="NAME", help="the same as the positional NAME")
     sp.add_argument("--role", required=True, choices=["viewer", "dispatcher", "handler", "admin"])
     sp.set_defaults(func=cmd_create_token)
+    sp = add("broker-config", "write a Mosquitto config directory (logins, ACL, TLS) for this site's edges")
+    sp.add_argument("--out", "-o", type=Path, required=True, help="directory to write (created if missing)")
+    sp.add_argument("--edge", action="append", metavar="EDGE_ID",
+                    help="an edge id (repeatable); default: mqtt.edges of central.yaml")
+    sp.add_argument("--central", action="append", metavar="NAME",
+                    help="a central instance's user name (repeatable; one per instance); default: mqtt.username "
+                    "or 'central'")
+    sp.add_argument("--tls-dir", type=Path, help="directory with ca.crt, server.crt and server.key: adds a TLS "
+                    "listener (the plain one then listens on 127.0.0.1 only, unless --bind)")
+    sp.add_argument("--port", type=int, default=1883, help="plain listener port (default 1883)")
+    sp.add_argument("--bind", help="plain listener address (default: all interfaces; 127.0.0.1 with --tls-dir)")
+    sp.add_argument("--no-plain", action="store_true", help="no plain listener (TLS only)")
+    sp.add_argument("--tls-port", type=int, default=8883, help="TLS listener port (default 8883)")
+    sp.add_argument("--tls-bind", help="TLS listener address (default: all interfaces)")
+    sp.add_argument("--broker-dir", help="the output directory as the broker sees it, e.g. /mosquitto/site in "
+                    "the Docker image (default: its absolute path here)")
+    sp.add_argument("--data-dir", default="/var/lib/mosquitto/", help="persistence_location (default "
+                    "/var/lib/mosquitto/; /mosquitto/data/ in the Docker image)")
+    sp.add_argument("--log-dest", default="stderr", help="Mosquitto log_dest (default stderr)")
+    sp.add_argument("--run-as", metavar="USER", help="Mosquitto's `user` option (the account it drops to)")
+    sp.add_argument("--credentials", type=Path, help="write the new passwords to this file (mode 0600) instead "
+                    "of stdout")
+    sp.add_argument("--rotate", action="append", metavar="USER", help="new password for USER (repeatable)")
+    sp.add_argument("--rotate-all", action="store_true", help="new passwords for every user")
+    sp.set_defaults(func=cmd_broker_config)
     for name, func, help_ in (("kpis", cmd_kpis, "KPI table for a period"),
                               ("hotspots", cmd_hotspots, "where and when incidents happen")):
         sp = add(name, help_)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
+from central.command_config import CatalogueConfig, EscalationConfig, GridConfig
 from edge.config import TlsConfig, parse_days
 from edge.yamlconfig import ConfigError, Strict, read_yaml, validate_document
 
@@ -46,17 +47,32 @@ class CentralMqttConfig(Strict):
     session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="MQTT v5 session expiry (broker keeps queue).")
     batch_max: int = Field(200, ge=1, le=10_000, description="Ingest commits at most this many messages at once.")
     batch_wait_ms: int = Field(20, ge=0, le=5_000, description="Wait this long to fill a batch before committing.")
+    edges: list[str] = Field(
+        default_factory=list,
+        description="The site's edge ids. `gridwatch-central broker-config` makes one broker login per edge from it; "
+        "when non-empty, ingest also refuses messages from any other edge id (dead letter 'unknown_edge').",
+    )
 
-    @field_validator("username", "password", mode="before")
+    @field_validator("username", "password", "shared_group", mode="before")
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
-        return None if v == "" else v
+        return None if v == "" else v  # "${VAR:-}" unset in the environment
 
     @field_validator("shared_group")
     @classmethod
     def _group_name(cls, v: str | None) -> str | None:
         if v is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", v):
             raise ValueError("shared_group may hold letters, digits, '_', '.', '-' only (no '/', '+', '#')")
+        return v
+
+    @field_validator("edges")
+    @classmethod
+    def _edge_ids(cls, v: list[str]) -> list[str]:
+        for e in v:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", e):
+                raise ValueError(f"edge id {e!r} must be 1-64 letters, digits, '_', '.', '-' (as edge_id)")
+        if len(set(v)) != len(v):
+            raise ValueError("edge ids must be unique")
         return v
 
     def incident_topic(self) -> str:
@@ -184,6 +200,33 @@ class RoutingRule(Strict):
     squad: str | None = None
 
 
+class DisplayName(Strict):
+    """A label for people: English ``name`` and an optional Chinese ``name_zh`` (the dashboard picks by language)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    name_zh: str | None = Field(None, max_length=200)
+
+
+class DepartmentConfig(DisplayName):
+    code: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class SquadConfig(DisplayName):
+    """A squad cases can be dispatched to; the dashboard's squad picker lists these."""
+
+    code: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    department: str | None = None
+
+
+class DisplayNamesConfig(Strict):
+    """Display names for codes the edges send: camera ids and zone names.
+
+    ``zones`` keys are a zone name (``west-kerb``) or ``camera_id/zone`` for one camera's zone; the latter wins."""
+
+    cameras: dict[str, DisplayName] = Field(default_factory=dict)
+    zones: dict[str, DisplayName] = Field(default_factory=dict)
+
+
 class WebhookConfig(Strict):
     url: str
     secret: str | None = Field(None, repr=False)
@@ -193,6 +236,16 @@ class WebhookConfig(Strict):
 class ApiConfig(Strict):
     cors_origins: list[str] = Field(default_factory=list)
     public_base_url: str | None = None
+    metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no API token needed).")
+    metrics_token: str | None = Field(
+        None, repr=False, description="When set, /metrics needs `Authorization: Bearer <this>` (Prometheus "
+        "`authorization: {credentials: ...}`)."
+    )
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
 
 
 class CentralConfig(Strict):
@@ -206,6 +259,14 @@ class CentralConfig(Strict):
     calendar: WorkingCalendarConfig = WorkingCalendarConfig()
     categories: list[CategoryConfig] = Field(default_factory=default_categories)
     routing: list[RoutingRule] = Field(default_factory=list)
+    departments: list[DepartmentConfig] = Field(default_factory=list, description="Department codes → names.")
+    squads: list[SquadConfig] = Field(
+        default_factory=list, description="Squads for dispatch; when set, routing may only name these squads."
+    )
+    display_names: DisplayNamesConfig = DisplayNamesConfig()
+    grid: GridConfig = Field(GridConfig(), description="Grid hierarchy district → street → community → cell.")
+    escalation: EscalationConfig = Field(EscalationConfig(), description="Three-level linkage: escalation.")
+    catalogue: CatalogueConfig = Field(CatalogueConfig(), description="Category standard (classes A-D).")
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     zone_config_path: Path | None = None
     api: ApiConfig = ApiConfig()
@@ -230,6 +291,14 @@ class CentralConfig(Strict):
         for i, rule in enumerate(self.routing):
             if rule.category is not None and rule.category not in codes:
                 raise ValueError(f"routing[{i}].category {rule.category!r} is not a configured category")
+        squads = [q.code for q in self.squads]
+        dup = {q for q in squads if squads.count(q) > 1}
+        if dup:
+            raise ValueError(f"duplicate squad codes: {sorted(dup)}")
+        if squads:
+            for i, rule in enumerate(self.routing):
+                if rule.squad is not None and rule.squad not in squads:
+                    raise ValueError(f"routing[{i}].squad {rule.squad!r} is not one of the configured squads")
         return self
 
     @property

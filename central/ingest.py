@@ -31,6 +31,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from central import edge_messages
 from central.clock import Clock, SystemClock
 from central.config import CentralConfig
 from central.db import (
@@ -438,6 +439,8 @@ class IngestService:
         edge_id, leaf = parts
         if leaf not in ("incidents", "status", "heartbeat", "crowd"):
             return DeadLetterReason("unknown_topic", f"no handler for '{leaf}' messages")
+        if self.config.mqtt.edges and edge_id not in self.config.mqtt.edges:
+            return DeadLetterReason("unknown_edge", f"edge {edge_id[:64]!r} is not in mqtt.edges")
         if len(payload) > self.config.max_payload_bytes:
             return DeadLetterReason(
                 "oversized", f"{len(payload)} bytes is over max_payload_bytes={self.config.max_payload_bytes}"
@@ -453,6 +456,9 @@ class IngestService:
                 return edge_id, leaf, data, self._check_incident(edge_id, data)
             except DeadLetterReason as e:
                 return e
+        problem = edge_messages.check(leaf, edge_id, data)  # status, heartbeat, crowd: their schemas
+        if problem:
+            return DeadLetterReason(*problem)
         return edge_id, leaf, data, None
 
     def _one(self, session: Session, topic: str, payload: bytes, pre: Any, batch: _Batch) -> IngestResult:

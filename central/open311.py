@@ -22,12 +22,22 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from central.db import Case
 
-router = APIRouter(tags=["open311"])
+
+class Open311ErrorItem(BaseModel):
+    code: int
+    description: str
+
+
+# GeoReport v2 errors (400 for any invalid parameter, including validation; 404 for an unknown request id).
+router = APIRouter(tags=["open311"], responses={"4XX": {"model": list[Open311ErrorItem],
+                                                        "description": "GeoReport v2 error list"}})
+DB_INT_MAX = 2**31 - 1
 
 CLOSED_STATES = frozenset({"closed", "archived", "rejected", "duplicate"})
 STATUS_NOTES: dict[str, str] = {
@@ -121,10 +131,15 @@ def _parse_date(name: str, value: str | None) -> datetime | None:
     return dt
 
 
+def _is_db_id(value: str) -> bool:
+    """ASCII digits only (``'²'.isdigit()`` is true) and within the integer id range of the databases."""
+    return value.isascii() and value.isdigit() and len(value) <= 10 and 1 <= int(value) <= DB_INT_MAX
+
+
 def _parse_int(name: str, value: str | None, default: int, lo: int, hi: int) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit() or not lo <= int(value) <= hi:
+    if not (value.isascii() and value.isdigit() and len(value) <= 12) or not lo <= int(value) <= hi:
         raise Open311Error(400, f"{name} must be an integer from {lo} to {hi}, got {value!r}")
     return int(value)
 
@@ -185,7 +200,9 @@ def requests(request: Request) -> JSONResponse:
     stmt = select(Case)
     if ids:
         # The spec: when service_request_id is given, all other parameters are ignored.
-        numeric = [int(i) for i in ids if i.isdigit()]
+        if len(ids) > 100 or any(len(i) > 64 for i in ids):
+            raise Open311Error(400, "service_request_id: at most 100 ids of at most 64 characters")
+        numeric = [int(i) for i in ids if _is_db_id(i)]
         stmt = stmt.where(Case.public_id.in_(ids) | Case.id.in_(numeric))
     else:
         if codes:
@@ -215,7 +232,7 @@ def request_by_id(request: Request, service_request_id: str) -> JSONResponse:
         raise Open311Error(400, "service_request_id is too long")
     with _session(request) as session:
         case = session.scalar(select(Case).where(Case.public_id == service_request_id))
-        if case is None and service_request_id.isdigit():
+        if case is None and _is_db_id(service_request_id):
             case = session.get(Case, int(service_request_id))
         if case is None:
             raise Open311Error(404, f"service request {service_request_id!r} not found")

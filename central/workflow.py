@@ -276,9 +276,10 @@ class CaseService:
             late = (Case.stage_deadline_at < now) & Case.state.in_(ACTIVE_STATES)
             stmt = stmt.where(late) if filters.overdue else stmt.where(~late | Case.stage_deadline_at.is_(None))
         if filters.q:
-            like = f"%{filters.q.strip()}%"
-            stmt = stmt.where(or_(Case.public_id.ilike(like), Case.title.ilike(like), Case.address.ilike(like),
-                                  Case.zone.ilike(like)))
+            # autoescape: '%', '_' and the escape character in q are literal, not LIKE wildcards
+            q = filters.q.strip()
+            stmt = stmt.where(or_(*(col.icontains(q, autoescape=True)
+                                    for col in (Case.public_id, Case.title, Case.address, Case.zone))))
         return stmt
 
     def list_cases(

@@ -64,7 +64,9 @@ def test_full_loop_via_api_and_illegal_transition(api: ApiEnv) -> None:
                          data={"kind": "after"}, headers=env.auth("handler"))
     assert up.status_code == 201, up.text
     sha = up.json()["sha256"]
-    assert sha == hashlib.sha256(TINY_PNG).hexdigest() and up.json()["content_type"] == "image/png"
+    # stored as a re-encoded JPEG (central.images): the hash is the stored copy's, not the upload's
+    assert up.json()["content_type"] == "image/jpeg" and sha != hashlib.sha256(TINY_PNG).hexdigest()
+    assert hashlib.sha256(env.central.store.open(sha)).hexdigest() == sha
     assert _t(env, case_id, "handler", "feedback", note="car towed", attachments=[sha])["state"] == "handled"
     assert _t(env, case_id, "handler", "submit_verification")["state"] == "verifying"
     # verify_fail needs a reason: 422, not a state change.
@@ -159,9 +161,10 @@ def test_attachment_size_and_type_checks(lite: ApiEnv) -> None:
     case_id = lite.new_case()
     h = lite.auth("handler")
     url = f"/api/v1/cases/{case_id}/attachments"
-    # The type comes from the bytes: a PNG named .jpg with a lying content type is stored as PNG …
+    # The type comes from the bytes: a PNG named .jpg with a lying content type is decoded as PNG (and stored as a
+    # re-encoded JPEG) …
     r = lite.client.post(url, files={"file": ("photo.jpg", TINY_PNG, "image/jpeg")}, headers=h)
-    assert r.status_code == 201 and r.json()["content_type"] == "image/png"
+    assert r.status_code == 201 and r.json()["content_type"] == "image/jpeg"
     # … and an HTML file claiming to be a JPEG is refused.
     r = lite.client.post(url, files={"file": ("x.jpg", b"<html><script>alert(1)</script>", "image/jpeg")}, headers=h)
     assert r.status_code == 415 and r.json()["code"] == "unsupported_media_type"
@@ -223,10 +226,11 @@ def test_health_board_categories_and_silences(lite: ApiEnv) -> None:
     env.central.send(incident_payload(type="street_vending", camera_id="cam-9", zone="gate", snapshot=True))
     ingest = env.central.ingest
     ingest.handle("gridwatch/v1/edge-test-01/heartbeat",
-                  json.dumps({"cameras": [{"camera_id": "cam-9", "input_fps": 12.5, "reconnects": 2}]}).encode())
+                  json.dumps({"edge_id": "edge-test-01", "at": "2026-11-23T02:00:00Z",
+                              "cameras": [{"camera_id": "cam-9", "input_fps": 12.5, "reconnects": 2}]}).encode())
     ingest.handle("gridwatch/v1/edge-test-01/crowd",
-                  json.dumps({"camera_id": "cam-9", "zone": "plaza", "count": 31, "density": 0.4,
-                              "level": "high"}).encode())
+                  json.dumps({"edge_id": "edge-test-01", "camera_id": "cam-9", "zone": "plaza", "count": 31,
+                              "density": 0.4, "level": "high"}).encode())
     cams = env.client.get("/api/v1/cameras", headers=env.auth("viewer")).json()
     cam = next(c for c in cams["items"] if c["camera_id"] == "cam-9")
     assert cam["open_incidents"] == 1 and cam["latest_snapshot_sha256"] == hashlib.sha256(TINY_JPEG).hexdigest()

@@ -16,9 +16,10 @@ from central.app import create_app
 from central.tokens import ROLES, create_token
 from tests.central_support import Central, incident_payload, make_central
 
+# A real 1x1 PNG (uploads are decoded fully, so it must decode).
 TINY_PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6300010000050001"
-    "0d0a2db40000000049454e44ae426082"
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c49444154081d633851a101000374016959"
+    "dfbb7c0000000049454e44ae426082"
 )
 
 

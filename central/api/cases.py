@@ -6,31 +6,23 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from central.api.deps import Cases, iso, parse_when
-from central.api.errors import ApiError
+from central.api.errors import ApiError, error_responses
+from central.api.inputs import DB_INT_MAX, CaseId, SafeBody
 from central.auth import CurrentPrincipal, Principal, check_action, require_any, sign_path
+from central.images import ImageRefused, sanitize_upload, sniff_image_type
 from central.store import EvidenceError
 from central.workflow import ACTIONS, STATES, CaseFilters, CaseNotFound, IllegalTransition, TransitionInputError
 
 router = APIRouter(tags=["cases"])
 
 EVIDENCE_URL_TTL_S = 3600
-JPEG_MAGIC = b"\xff\xd8\xff"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+__all__ = ["router", "sniff_image_type"]  # sniff_image_type: central.images, re-exported for older imports
 
 
-def sniff_image_type(data: bytes) -> str | None:
-    """``image/jpeg`` or ``image/png`` by magic bytes, else None (the client's Content-Type is never trusted)."""
-    if data.startswith(JPEG_MAGIC):
-        return "image/jpeg"
-    if data.startswith(PNG_MAGIC):
-        return "image/png"
-    return None
-
-
-class TransitionIn(BaseModel):
+class TransitionIn(SafeBody):
     model_config = ConfigDict(extra="forbid")
     action: str = Field(description="One of the workflow actions, e.g. dispatch, start, feedback, verify_pass.")
     note: str | None = Field(None, max_length=4000)
@@ -41,7 +33,7 @@ class TransitionIn(BaseModel):
                                    description="sha256 of files uploaded with POST …/attachments")
 
 
-class NoteIn(BaseModel):
+class NoteIn(SafeBody):
     model_config = ConfigDict(extra="forbid")
     note: str = Field(min_length=1, max_length=4000)
     attachments: list[str] = Field(default_factory=list, max_length=20)
@@ -89,7 +81,8 @@ def list_cases(
     q: Annotated[str | None, Query(max_length=200, description="Text search in id, title, address, zone.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    before_id: Annotated[int | None, Query(ge=1, description="Keyset pagination: cases with id < before_id.")] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=DB_INT_MAX,
+                                           description="Keyset pagination: cases with id < before_id.")] = None,
 ) -> dict[str, Any]:
     states = [s for part in (state or []) for s in part.split(",") if s]
     unknown = [s for s in states if s not in STATES]
@@ -110,8 +103,9 @@ def list_cases(
     }
 
 
-@router.get("/cases/{case_id}", summary="Case detail: evidence, audit log and the caller's allowed actions")
-def case_detail(request: Request, case_id: int, cases: Cases, principal: CurrentPrincipal) -> dict[str, Any]:
+@router.get("/cases/{case_id}", summary="Case detail: evidence, audit log and the caller's allowed actions",
+            responses=error_responses(404))
+def case_detail(request: Request, case_id: CaseId, cases: Cases, principal: CurrentPrincipal) -> dict[str, Any]:
     try:
         case = cases.get_case(case_id)
         audit = cases.audit(case_id)
@@ -136,9 +130,10 @@ def case_detail(request: Request, case_id: int, cases: Cases, principal: Current
     return out
 
 
-@router.post("/cases/{case_id}/transitions", summary="Apply a workflow action (409 when illegal from the state)")
+@router.post("/cases/{case_id}/transitions", summary="Apply a workflow action (409 when illegal from the state)",
+             responses=error_responses(404, 409))
 def transition(
-    request: Request, case_id: int, body: TransitionIn, cases: Cases, principal: CurrentPrincipal
+    request: Request, case_id: CaseId, body: TransitionIn, cases: Cases, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     if body.action not in ACTIONS:
         raise ApiError(422, f"body.action: unknown action {body.action!r}; actions are {', '.join(ACTIONS)}",
@@ -160,9 +155,10 @@ def transition(
     return out
 
 
-@router.post("/cases/{case_id}/notes", status_code=201, summary="Add a note to the audit log")
+@router.post("/cases/{case_id}/notes", status_code=201, summary="Add a note to the audit log",
+             responses=error_responses(404))
 def add_note(
-    case_id: int, body: NoteIn, cases: Cases,
+    case_id: CaseId, body: NoteIn, cases: Cases,
     principal: Annotated[Principal, Depends(require_any("dispatcher", "handler"))],
 ) -> dict[str, Any]:
     try:
@@ -174,13 +170,19 @@ def add_note(
     return audit_json(row)
 
 
-@router.post("/cases/{case_id}/attachments", status_code=201, summary="Upload a JPEG/PNG photo for a case")
+@router.post("/cases/{case_id}/attachments", status_code=201, summary="Upload a JPEG/PNG photo for a case",
+             description="The photo is decoded fully and stored as a re-encoded JPEG (no EXIF/GPS or other metadata, "
+             "long side at most 4096 px); the response's sha256, bytes and content_type (image/jpeg) describe the "
+             "stored copy. A file that does not decode is refused (415 not JPEG/PNG, 422 invalid_image, "
+             "413 image_too_large).",
+             responses=error_responses(404, 415))
 def upload_attachment(
     request: Request,
-    case_id: int,
+    case_id: CaseId,
     cases: Cases,
     principal: Annotated[Principal, Depends(require_any("dispatcher", "handler"))],
-    file: Annotated[UploadFile, File(description="JPEG or PNG; the type is detected from the bytes.")],
+    file: Annotated[UploadFile, File(description="JPEG or PNG; the type is detected from the bytes, the image "
+                                               "decoded and re-encoded.")],
     kind: Annotated[Literal["after", "attachment"], Form()] = "attachment",
 ) -> dict[str, Any]:
     limit = request.app.state.config.max_upload_bytes
@@ -190,17 +192,22 @@ def upload_attachment(
         raise ApiError(413, f"file exceeds the upload limit of {limit} bytes", "payload_too_large")
     if not data:
         raise ApiError(422, "file: the upload is empty", "validation_error")
-    content_type = sniff_image_type(data)
-    if content_type is None:
-        raise ApiError(415, "file: only JPEG and PNG images are accepted (detected from the file's bytes)",
-                       "unsupported_media_type")
     try:
-        sha = cases.add_evidence(case_id, principal.actor, data, content_type, kind)
+        cases.get_case(case_id)  # before spending CPU on decoding
+    except CaseNotFound:
+        raise _not_found(case_id) from None
+    try:
+        image = sanitize_upload(data, request.app.state.store.max_bytes)
+    except ImageRefused as e:
+        raise ApiError(e.status, e.message, e.code) from None
+    try:
+        sha = cases.add_evidence(case_id, principal.actor, image.data, image.content_type, kind)
     except CaseNotFound:
         raise _not_found(case_id) from None
     except (TransitionInputError, EvidenceError) as e:
         raise ApiError(422, str(e), "invalid_attachment") from None
     return {
-        "sha256": sha, "kind": kind, "content_type": content_type, "bytes": len(data),
+        "sha256": sha, "kind": kind, "content_type": image.content_type, "bytes": len(image.data),
+        "width": image.width, "height": image.height,
         "url": sign_path(request.app, f"/api/v1/evidence/{sha}", EVIDENCE_URL_TTL_S),
     }

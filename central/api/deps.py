@@ -42,7 +42,10 @@ def parse_when(name: str, value: str | None, request: Request) -> datetime | Non
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=st.config.tz)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        raise ApiError(422, f"query.{name}: {value!r} is outside the years 1-9999 in UTC", "validation_error") from None
 
 
 def iso(dt: datetime | None) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 STATUS_CODES: dict[int, str] = {
@@ -28,6 +29,42 @@ STATUS_CODES: dict[int, str] = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+class ErrorItem(BaseModel):
+    loc: str = Field(description="Where: 'body.action', 'query.q', 'path.case_id', 'path'.")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every API error: a human ``detail`` and a machine ``code``; 422 adds ``errors``."""
+
+    detail: str
+    code: str = Field(description="Machine-readable: validation_error, unauthorized, case_not_found, …")
+    errors: list[ErrorItem] | None = Field(None, description="422 only: one entry per invalid field.")
+
+
+_DESCRIPTIONS = {
+    400: "Bad request (e.g. an invalid Content-Length or evidence id)",
+    401: "Missing, invalid or revoked API token",
+    403: "The token's role may not do this, or a cross-origin write",
+    404: "Not found",
+    409: "Conflict (e.g. an illegal workflow transition)",
+    413: "Request body over the size limit",
+    415: "Unsupported media type",
+    422: "Invalid input: a parameter or body field (named in ``errors``) is missing, out of range, or holds text "
+         "that cannot be stored (NUL, invalid UTF-8, lone surrogates)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries with the ``ErrorBody`` schema for these statuses."""
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS.get(s, "Error")} for s in statuses}
+
+
+# Any /api/v1 operation can answer these (auth, the cross-origin guard, the body-size limit, input validation).
+COMMON_ERROR_RESPONSES = error_responses(400, 401, 403, 413, 422)
 
 
 class ApiError(StarletteHTTPException):
@@ -83,6 +120,32 @@ async def unhandled_exception_handler(request: Request, exc: Exception) -> JSONR
 
         return open311_error(500, "internal error")
     return JSONResponse({"detail": "internal error", "code": "internal_error"}, status_code=500)
+
+
+def document_text_guard(app: FastAPI) -> None:
+    """The input guard (``central.api.inputs.TextGuardMiddleware``) can answer 422 on any path, including routes
+    added elsewhere: make the OpenAPI document say so for every operation (Open311 ones declare ``4XX``)."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "ErrorBody" not in schemas:
+            full = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(full.pop("$defs", {}))
+            schemas["ErrorBody"] = full
+        for item in schema.get("paths", {}).values():
+            for op in item.values():
+                responses = op.setdefault("responses", {})
+                if not any(k in responses for k in ("422", "4XX", "default")):
+                    responses["422"] = {"description": _DESCRIPTIONS[422], "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 
-from central.api.errors import ApiError
+from central.api.errors import ApiError, error_responses
 from central.auth import Principal, get_principal_for_get
 
 router = APIRouter(tags=["evidence"])
@@ -22,7 +22,7 @@ INLINE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
     "/evidence/{sha256}",
     summary="Download evidence (Bearer, a signed URL from a case view, or ?token=)",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}},
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, **error_responses(404)},
 )
 def get_evidence(
     request: Request, sha256: str, principal: Annotated[Principal, Depends(get_principal_for_get)]

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, text
 
 from central.api.deps import iso
+from central.api.errors import error_responses
 from central.auth import CurrentPrincipal, DbSession, sign_path
 from central.db import Camera, Case, CrowdFigure, Edge, Incident
 
@@ -61,10 +62,19 @@ def cameras(request: Request, session: DbSession, principal: CurrentPrincipal) -
     for c in session.scalars(select(Camera).order_by(Camera.camera_id)):
         edge = edges.get(c.edge_id or "")
         snap = snapshots.get(c.camera_id)
+        health = c.health_json if isinstance(c.health_json, dict) else {}
+        edge_online = _online(edge.state, edge.last_seen_at, now) if edge else False
         items.append({
-            "camera_id": c.camera_id, "edge_id": c.edge_id, "name": c.name, "grid_cell": c.grid_cell,
-            "lat": c.lat, "lon": c.lon, "address": c.address, "health": c.health_json, "updated_at": iso(c.updated_at),
-            "edge_online": _online(edge.state, edge.last_seen_at, now) if edge else False,
+            # configured location: from incidents, else from the edge's heartbeat (cameras.yaml), before any incident
+            "camera_id": c.camera_id, "edge_id": c.edge_id, "name": c.name or _text(health.get("name")),
+            "grid_cell": c.grid_cell or _text(health.get("grid_cell")),
+            "lat": c.lat if c.lat is not None else _number(health.get("lat")),
+            "lon": c.lon if c.lon is not None else _number(health.get("lon")),
+            "address": c.address or _text(health.get("address")),
+            "health": c.health_json, "updated_at": iso(c.updated_at),
+            "edge_online": edge_online,
+            # what the dashboard shows: the camera's own state only while its edge reports; else unknown
+            "status": (_text(health.get("state")) or "unknown") if edge_online else "unknown",
             "open_incidents": open_incidents.get(c.camera_id, 0),
             "latest_snapshot_sha256": snap,
             "latest_snapshot_url": sign_path(request.app, f"/api/v1/evidence/{snap}") if snap else None,
@@ -73,7 +83,17 @@ def cameras(request: Request, session: DbSession, principal: CurrentPrincipal) -
     return {"items": items, "total": len(items)}
 
 
-@probe_router.get("/healthz", summary="Liveness: the process answers and the database is reachable")
+def _text(v: Any) -> str | None:
+    return v[:256] if isinstance(v, str) and v else None
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+@probe_router.get("/healthz", summary="Liveness: the process answers and the database is reachable",
+                  responses={**error_responses(422),
+                             503: {"description": "The database is unreachable: {\"status\": \"error\", \"detail\"}"}})
 def healthz(request: Request) -> JSONResponse:
     try:
         with request.app.state.session_factory() as session:

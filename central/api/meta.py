@@ -36,9 +36,9 @@ def categories(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
 def dead_letters(
     session: DbSession,
     principal: Annotated[Principal, Depends(require("admin"))],
-    reason: str | None = None,
+    reason: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> dict[str, Any]:
     stmt = select(DeadLetter)
     if reason:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from central.api.deps import iso
-from central.api.errors import ApiError
+from central.api.errors import ApiError, error_responses
+from central.api.inputs import SafeBody, SilenceId
 from central.auth import CurrentPrincipal, DbSession, Principal, require
 from central.silences import SilenceError, create_silence, delete_silence, list_silences
 
@@ -18,7 +19,7 @@ router = APIRouter(tags=["silences"])
 MAX_SILENCE = timedelta(days=366)
 
 
-class SilenceIn(BaseModel):
+class SilenceIn(SafeBody):
     model_config = ConfigDict(extra="forbid")
     category: str = Field(max_length=48)
     camera_id: str | None = Field(None, max_length=128)
@@ -35,6 +36,11 @@ class SilenceIn(BaseModel):
             v = getattr(self, name)
             if v is not None and v.tzinfo is None:
                 raise ValueError(f"{name} needs a time zone (Z or ±HH:MM)")
+            if v is not None:
+                try:
+                    v.astimezone(UTC)
+                except OverflowError:
+                    raise ValueError(f"{name} is outside the years 1-9999 in UTC") from None
         if (self.ends_at is None) == (self.duration_h is None):
             raise ValueError("give exactly one of ends_at or duration_h")
         return self
@@ -66,7 +72,10 @@ def post_silence(
         raise ApiError(422, f"body.category: unknown category {body.category!r}", "validation_error")
     now = st.clock.now()
     starts = body.starts_at or now
-    ends = body.ends_at or starts + timedelta(hours=body.duration_h or 0)
+    try:
+        ends = body.ends_at or starts + timedelta(hours=body.duration_h or 0)
+    except OverflowError:
+        raise ApiError(422, "body.duration_h: the silence would end after the year 9999", "validation_error") from None
     if ends - starts > MAX_SILENCE:
         raise ApiError(422, f"body.ends_at: a silence may last at most {MAX_SILENCE.days} days", "validation_error")
     try:
@@ -81,9 +90,10 @@ def post_silence(
     return silence_json(s)
 
 
-@router.delete("/silences/{silence_id}", status_code=204, summary="Delete a silence (dispatcher or admin)")
+@router.delete("/silences/{silence_id}", status_code=204, summary="Delete a silence (dispatcher or admin)",
+               responses=error_responses(404))
 def remove_silence(
-    silence_id: int, session: DbSession, principal: Annotated[Principal, Depends(require("dispatcher"))]
+    silence_id: SilenceId, session: DbSession, principal: Annotated[Principal, Depends(require("dispatcher"))]
 ) -> Response:
     if not delete_silence(session, silence_id):
         raise ApiError(404, f"silence {silence_id} not found", "silence_not_found")

@@ -1,8 +1,10 @@
 """Server-sent events: every event-bus event as ``event: <kind>`` / ``data: <json>``, plus a ``: keep-alive``
 comment every 15 s so proxies and browsers keep the connection open.
 
-``EventSource`` cannot send headers, so besides a Bearer header the stream accepts a signed URL from
-``GET /api/v1/stream/url`` (valid 5 minutes to *open* the stream) or ``?token=``.
+``EventSource`` cannot send headers, so besides a Bearer header the stream accepts a ticket from
+``POST /api/v1/stream/ticket`` (``?ticket=``: the caller's own token and role, valid 60 s to *open* the stream once),
+a signed URL from ``GET /api/v1/stream/url`` (viewer rights, valid 5 minutes) or ``?token=`` (kept for old clients;
+redacted from the access log, but prefer a ticket: proxies in front may log URLs).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from central.auth import CurrentPrincipal, Principal, get_principal_for_get, sign_path
+from central.auth import TICKET_TTL_S, CurrentPrincipal, Principal, get_principal_for_get, issue_ticket, sign_path
 
 router = APIRouter(tags=["stream"])
 
 KEEPALIVE_S = 15.0
 STREAM_URL_TTL_S = 300
+STREAM_PATH = "/api/v1/stream"
 
 
 def sse_message(event_id: int, kind: str, data: dict[str, Any]) -> str:
@@ -76,4 +79,13 @@ async def stream(
 
 @router.get("/stream/url", summary="A short-lived signed URL for EventSource (which cannot send headers)")
 def stream_url(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
-    return {"url": sign_path(request.app, "/api/v1/stream", STREAM_URL_TTL_S), "expires_in": STREAM_URL_TTL_S}
+    return {"url": sign_path(request.app, STREAM_PATH, STREAM_URL_TTL_S), "expires_in": STREAM_URL_TTL_S}
+
+
+@router.post("/stream/ticket", summary="A one-time ticket to open the event stream with EventSource (?ticket=)")
+def stream_ticket(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    """Send the API token in the header here, then open ``url`` (``/api/v1/stream?ticket=…``) within
+    ``expires_in`` seconds. The ticket works once and only for the stream; the stream runs with the token's role.
+    After a disconnect, ask for a new ticket (EventSource's automatic retry would reuse the spent one)."""
+    ticket = issue_ticket(request.app, principal, STREAM_PATH, TICKET_TTL_S)
+    return {"ticket": ticket, "url": f"{STREAM_PATH}?ticket={ticket}", "expires_in": TICKET_TTL_S}

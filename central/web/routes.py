@@ -18,7 +18,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
-from central.api.errors import ApiError
+from central.api.errors import ApiError, ErrorBody, error_responses
+from central.api.inputs import CaseId, SafeBody
 from central.auth import Principal, require
 from central.web.zone_editor import ZoneEditorError, managed_cameras, save_zones, validate_zones
 
@@ -63,7 +64,7 @@ def queue_page(request: Request) -> HTMLResponse:
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse, include_in_schema=False)
-def case_page(request: Request, case_id: int) -> HTMLResponse:
+def case_page(request: Request, case_id: CaseId) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "case.html",
@@ -89,7 +90,7 @@ def zones_page(request: Request) -> HTMLResponse:
 # --------------------------------------------------------------------------- zone editor API
 
 
-class ZonesIn(BaseModel):
+class ZonesIn(SafeBody):
     """One camera's complete zone list, as it would appear under the camera in cameras.yaml."""
 
     model_config = ConfigDict(extra="forbid")
@@ -107,7 +108,8 @@ def _api_error(e: ZoneEditorError) -> ApiError:
                                           422: "validation_error"}.get(e.status, "zone_editor"))
 
 
-@router.get("/api/v1/zones/config", tags=["zones"], summary="The edge cameras.yaml this central manages, if any")
+@router.get("/api/v1/zones/config", tags=["zones"], summary="The edge cameras.yaml this central manages, if any",
+            responses=error_responses(400, 401, 403, 404, 409, 413, 422))
 def zones_config(request: Request, principal: Annotated[Principal, Depends(require("viewer"))]) -> dict[str, Any]:
     """Whether this central manages an edge cameras.yaml, and that file's cameras with their zones."""
     path = _zone_config_path(request)
@@ -119,7 +121,8 @@ def zones_config(request: Request, principal: Annotated[Principal, Depends(requi
             "can_save": path is not None and principal.has_role("admin")}
 
 
-@router.post("/api/v1/zones/validate", tags=["zones"], summary="Validate a camera's zones with the edge schema")
+@router.post("/api/v1/zones/validate", tags=["zones"], summary="Validate a camera's zones with the edge schema",
+             responses=error_responses(400, 401, 403, 404, 409, 413, 422))
 def zones_validate(
     request: Request, body: ZonesIn, principal: Annotated[Principal, Depends(require("viewer"))]
 ) -> dict[str, Any]:
@@ -134,7 +137,25 @@ def zones_validate(
         raise _api_error(e) from None
 
 
+class ZoneErrorItem(BaseModel):
+    path: str
+    message: str
+
+
+class ZonesInvalidBody(BaseModel):
+    """422 from zones/save when the zones fail the edge's validation (nothing was written)."""
+
+    ok: bool
+    errors: list[ZoneErrorItem]
+    yaml: str
+    detail: str
+    code: str
+
+
 @router.post("/api/v1/zones/save", tags=["zones"], response_model=None,
+             responses={**error_responses(400, 401, 403, 404, 409, 413),
+                        422: {"model": ErrorBody | ZonesInvalidBody, "description": "Invalid input, or zones that "
+                              "do not validate (the edge's errors; nothing is written)"}},
              summary="Admin: write a camera's zones into the managed cameras.yaml")
 def zones_save(
     request: Request, body: ZonesIn, principal: Annotated[Principal, Depends(require("admin"))]
