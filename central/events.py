@@ -16,7 +16,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-KINDS = ("case.created", "case.updated", "edge.status", "camera.health", "crowd.figure", "incident.event")
+KINDS = ("case.created", "case.updated", "case.escalated", "edge.status", "camera.health", "crowd.figure",
+         "incident.event")
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -65,6 +66,12 @@ class EventBus:
         finally:
             with self._lock, contextlib.suppress(ValueError):
                 self._queues.remove(entry)
+
+    @property
+    def stream_count(self) -> int:
+        """Async listeners (one per open SSE stream)."""
+        with self._lock:
+            return len(self._queues)
 
     @property
     def listener_count(self) -> int:

@@ -137,6 +137,11 @@ class DetectorConfig(Strict):
         description="Most images (frames or tiles) per forward pass. Larger batches gain nothing on a CPU and the "
         "network keeps activations for the largest batch it has seen (SSD: ~40 MiB per image).",
     )
+    batch_time_s: float = Field(
+        0.3, gt=0, le=10,
+        description="The worker takes at most this much estimated inference per gathered batch (at least one frame; "
+        "cameras waiting longest first), so a frame waits about one such batch, not behind every camera's frame.",
+    )
     min_box_area: float = Field(0.0, ge=0, le=1, description="Fraction of the frame area.")
     max_box_area: float = Field(1.0, gt=0, le=1, description="Fraction of the frame area.")
     tiling: TilingConfig = TilingConfig()
@@ -420,6 +425,23 @@ class Location(Strict):
     grid_cell: str | None = Field(None, description="Grid cell code (网格编码) the camera watches.")
 
 
+class MotionGateConfig(Strict):
+    """Skip the detector for a camera while its zones show no change (edge.motion); off unless enabled."""
+
+    enabled: bool = False
+    min_rate_s: float = Field(
+        5.0, gt=0, le=600, description="Run the detector at least this often (seconds) even with no change.",
+    )
+    min_changed: float = Field(
+        0.002, gt=0, le=1, description="Fraction of the (dilated) zone pixels that must change to run the detector.",
+    )
+    pixel_delta: int = Field(18, ge=1, le=255, description="Grey-level difference that counts as a changed pixel.")
+    width: int = Field(160, ge=32, le=640, description="Width of the grey copy frames are compared at.")
+    margin: float = Field(
+        0.03, ge=0, le=0.5, description="Zones grow by this fraction of the frame width (objects about to enter).",
+    )
+
+
 class CameraSettings(Strict):
     """Settings a camera inherits from ``defaults`` and may override."""
 
@@ -463,6 +485,9 @@ class CameraSettings(Strict):
         None, ge=64, le=7680, description="Scale frames down to this width while converting them (in the decoder's "
         "scaler, keeping the aspect ratio; PyAV only) for everything downstream: detection, rules and evidence. "
         "None = the stream's own size. Prefer a substream (detect_url) of the right size where the camera has one.",
+    )
+    motion_gate: MotionGateConfig = Field(
+        MotionGateConfig(), description="Skip the detector while nothing changes in the camera's zones (see fields).",
     )
     reader_nice: int = Field(
         10, ge=0, le=19,

@@ -45,6 +45,15 @@ class StageStats:
                 }
         return out
 
+    def recent_mean(self, stage: str, last: int = 20) -> float | None:
+        """Mean of the last ``last`` samples of ``stage`` (ms), or None before the first one."""
+        with self._lock:
+            samples = self._samples.get(stage)
+            if not samples:
+                return None
+            tail = list(samples)[-last:]
+        return sum(tail) / len(tail)
+
     def reset(self) -> None:
         with self._lock:
             self._samples.clear()

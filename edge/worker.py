@@ -58,6 +58,10 @@ class CameraPipeline:
     # frames the detector actually analysed: rate over a minute (detect_fps may be 0.2) and wall time of the last
     analysed_meter: FpsMeter = field(default_factory=lambda: FpsMeter(window_s=60.0))
     last_analysed_at: float | None = None
+    # motion gate (edge.motion) and the front end's output of the last frame the detector analysed
+    gate: Any = None
+    gate_dets: Detections | None = None
+    last_served: float = 0.0  # monotonic time this camera's last frame was taken for detection
 
 
 class EdgeWorker:
@@ -208,10 +212,11 @@ class EdgeWorker:
         """Newest frame of every camera that has one; waits briefly on one camera when none has."""
         ready = []
         pipelines = [p for p in self.pipelines.values() if p.camera.enabled]
-        for p in pipelines:
+        for p in self._oldest_first_within_budget(pipelines):
             frame = p.source.read(timeout=0)
             if frame is not None:
                 ready.append((p, frame))
+                p.last_served = time.monotonic()
         if not ready and pipelines:
             p = pipelines[self.counters["idle_polls"] % len(pipelines)]
             self.counters["idle_polls"] += 1
@@ -220,7 +225,64 @@ class EdgeWorker:
                 ready.append((p, frame))
         return ready
 
+    def _oldest_first_within_budget(self, pipelines: list[CameraPipeline]) -> list[CameraPipeline]:
+        """Cameras with a frame waiting, served longest ago first, as many as fit in ``detector.batch_time_s`` of
+        estimated inference (at least one): a frame then waits about one batch, never behind all 16 cameras'."""
+        waiting = sorted((p for p in pipelines if p.source.has_frame), key=lambda p: p.last_served)
+        per_image_ms = self.stats.recent_mean("detect_per_image")
+        if per_image_ms is None:
+            return waiting[: self.config.detector.max_batch]  # nothing measured yet
+        per_image = per_image_ms / 1000
+        budget = self.config.detector.batch_time_s
+        chosen, cost = [], 0.0
+        for p in waiting:
+            images = _images_per_frame(p.camera.tiling or self.config.detector.tiling)
+            gated = p.gate is not None and p.camera.motion_gate.enabled
+            if chosen and cost + per_image * images > budget + 1e-6 and not gated:
+                continue  # gated cameras may not need the detector at all: never hold them back
+            chosen.append(p)
+            cost += per_image * images
+        return chosen
+
+    def _split_gated(self, batch: list[tuple[CameraPipeline, Frame]]) -> tuple[list, list]:
+        """(frames for the detector, frames whose camera's motion gate says nothing changed in its zones)."""
+        from edge.motion import MotionGate
+
+        detect, gated = [], []
+        for p, frame in batch:
+            cfg = p.camera.motion_gate
+            if not cfg.enabled:
+                p.gate = None
+                detect.append((p, frame))
+                continue
+            if p.gate is None or p.gate.camera is not p.camera:  # first use, or the camera was reconfigured
+                p.gate = MotionGate(cfg, p.camera)
+            if p.gate_dets is not None and not p.gate.should_detect(frame.image, frame.timestamp):
+                gated.append((p, frame))
+                self.counters["detector_skipped"] += 1
+            else:
+                if p.gate_dets is None:
+                    p.gate.should_detect(frame.image, frame.timestamp)  # first frame: becomes the reference
+                detect.append((p, frame))
+        return detect, gated
+
+    def _front_end(self, p: CameraPipeline, dets: Detections | None, size: tuple[int, int]) -> Detections:
+        """The per-camera front end; a gated frame (``dets`` None) gets the last analysed frame's output again."""
+        if dets is None and p.gate_dets is not None:
+            d = p.gate_dets
+            return Detections(d.xyxy.copy(), d.scores.copy(), d.class_ids.copy(), d.class_names.copy())
+        dets = p.front_end.process(dets if dets is not None else Detections.empty(), size)
+        if p.camera.motion_gate.enabled:
+            p.gate_dets = Detections(dets.xyxy.copy(), dets.scores.copy(), dets.class_ids.copy(),
+                                     dets.class_names.copy())
+        return dets
+
     def _process(self, batch: list[tuple[CameraPipeline, Frame]]) -> None:
+        batch, gated = self._split_gated(batch)
+        for p, frame in gated:
+            self._process_camera(p, frame, None)
+        if not batch:
+            return
         images = [f.image for _, f in batch]
         for _, f in batch:
             if f.decode_cpu_ms:
@@ -231,16 +293,19 @@ class EdgeWorker:
         )
         t1 = time.perf_counter()
         self.stats.add("detect_total", (t1 - t0) * 1000)
+        n_images = sum(_images_per_frame(p.camera.tiling or self.config.detector.tiling) for p, _ in batch)
+        self.stats.add("detect_per_image", (t1 - t0) * 1000 / n_images)
         for stage, ms in getattr(self.detector, "last_timings", {}).items():
             self.stats.add(stage, ms / len(batch))
         for (p, frame), dets in zip(batch, detections, strict=True):
             self._process_camera(p, frame, dets)
 
-    def _process_camera(self, p: CameraPipeline, frame: Frame, dets: Detections) -> None:
+    def _process_camera(self, p: CameraPipeline, frame: Frame, dets: Detections | None) -> None:
+        """``dets`` None: the motion gate skipped the detector for this frame (see ``_front_end``)."""
         h, w = frame.image.shape[:2]
         p.last_frame_size = (w, h)
         t0 = time.perf_counter()
-        dets = p.front_end.process(dets, (w, h))
+        dets = self._front_end(p, dets, (w, h))
         tracked = p.tracker.update(dets, frame.timestamp)
         t1 = time.perf_counter()
         out = p.engine.update(tracked, frame.timestamp, (w, h), Scene(frame.image, p.front_end.sizes))
@@ -417,6 +482,13 @@ class EdgeWorker:
                 p.engine.reconfigure(cam)
                 log.info("config reload: camera %s zones/rules updated (%d zones)", cam_id, len(cam.zones))
         self.config = new.model_copy(update={"detector": self.config.detector})
+
+
+def _images_per_frame(tiling: Any) -> int:
+    """Forward-pass images one frame costs: its tiles (+ the full frame) when tiling is on."""
+    if tiling is None or not tiling.enabled or tiling.rows * tiling.cols <= 1:
+        return 1
+    return tiling.rows * tiling.cols + (1 if tiling.include_full_frame else 0)
 
 
 def _stream_settings(cam: CameraConfig) -> dict:

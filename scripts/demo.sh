@@ -54,16 +54,9 @@ MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 "$MOSQUITTO" -c "$DEMO/mosquitto.conf" > "$DEMO/mosquitto.log" 2>&1 & pids+=($!)
 wait_port "$MQTT_PORT" mosquitto
 
-# 2. central: SQLite in var/demo, the zone editor may save into cameras.yaml
-cat > "$DEMO/central.yaml" <<CONF
-database_url: sqlite:///$PWD/$DEMO/central.db
-evidence_dir: $PWD/$DEMO/evidence
-zone_config_path: $PWD/cameras.yaml
-mqtt:
-  host: 127.0.0.1
-  port: $MQTT_PORT
-  client_id: gridwatch-central-demo
-CONF
+# 2. central: the repository's central.yaml (categories, routing of the sample site's grid cells to squads,
+#    display names) with SQLite in var/demo, the demo broker, and the zone editor saving into cameras.yaml
+.venv/bin/python tools/demo_config.py "$DEMO" "$MQTT_PORT"
 .venv/bin/gridwatch-central --log-level WARNING migrate --config "$DEMO/central.yaml" > /dev/null
 if [ ! -s "$DEMO/admin.token" ]; then
   .venv/bin/gridwatch-central create-token --config "$DEMO/central.yaml" --role admin demo-admin \

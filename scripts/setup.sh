@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything GridWatch needs on a fresh Debian/Ubuntu machine, idempotently:
-# system packages (FFmpeg, Mosquitto, PostgreSQL, GStreamer RTSP server, Chromium) and a .venv
+# system packages (FFmpeg, Mosquitto, PostgreSQL, GStreamer RTSP server, Chromium, a CJK font) and a .venv
 # with the project and its test extras. Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ have ffmpeg || need_apt+=(ffmpeg)
 have mosquitto || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 have pg_ctlcluster || need_apt+=(postgresql)
 have chromium || need_apt+=(chromium chromium-driver)
+# a CJK font, or Chinese labels render as empty boxes in the dashboard (and its screenshots)
+{ have fc-list && [ -n "$(fc-list :lang=zh family 2>/dev/null)" ]; } || need_apt+=(fontconfig fonts-noto-cjk)
 /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import GstRtspServer' \
   >/dev/null 2>&1 || need_apt+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
                                 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)

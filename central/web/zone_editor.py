@@ -7,7 +7,8 @@ its detector's class list and the camera's real index apply); otherwise inside a
 
 Saving never takes a path from the request: it only ever writes ``zone_config_path``, atomically (temp file in
 the same directory, fsync, ``os.replace``), after the complete new document has passed validation. The previous
-file is kept next to it as ``<name>.bak``. YAML comments in the file are not preserved (PyYAML drops them).
+file is kept next to it as ``<name>.bak``. The file is rewritten with ruamel.yaml's round trip, so comments,
+layout, quoting and ``${ENV}`` placeholders survive and only that camera's ``zones`` change.
 """
 
 from __future__ import annotations
@@ -148,12 +149,152 @@ def save_zones(camera_id: Any, zones: Any, managed: Path | None, actor: str = ""
     result = validate_zones(camera_id, zones, managed)
     if not result.ok:
         return result
+    text = replace_camera_zones(managed.read_text(encoding="utf-8"), camera_id, [_clean_zone(z) for z in zones])
+    # the written text must mean exactly the validated document: parse it back before it replaces the file
     doc, _ = build_document(camera_id, [_clean_zone(z) for z in zones], managed, must_exist=True)
-    by = f" ({actor})" if actor else ""
-    header = f"# Written by the GridWatch zone editor{by}; the previous version is in {managed.name}.bak\n"
-    text = header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=None, width=120)
+    if yaml.safe_load(text) != doc:
+        raise ZoneEditorError(500, "the round-trip YAML writer changed more than the zones; nothing was saved")
     _atomic_write(managed, text)
     return result
+
+
+# --------------------------------------------------------------------------- comment-preserving write
+
+# Values written in flow style ([x, y], {days: …}), as people write them in cameras.yaml; zones stay block mappings.
+_FLOW_KEYS = {"points", "schedule", "classes", "levels", "size", "location"}
+
+
+def _round_trip() -> Any:
+    from ruamel.yaml import YAML
+
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 4096  # never re-wrap a long line a person wrote on one line
+    y.indent(mapping=2, sequence=4, offset=2)  # "  - id: …" under "cameras:", as in the sample file
+    return y
+
+
+def _styled(value: Any, flow: bool = False) -> Any:
+    """Plain data → ruamel nodes: nested lists and mappings in flow style where a person would write them so."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, dict):
+        m = CommentedMap()
+        for k, v in value.items():
+            m[k] = _styled(v, flow or k in _FLOW_KEYS)
+        if flow:
+            m.fa.set_flow_style()
+        return m
+    if isinstance(value, list):
+        seq = CommentedSeq(_styled(v, flow) for v in value)
+        if flow:
+            seq.fa.set_flow_style()
+        return seq
+    if isinstance(value, str) and _needs_quotes(value):
+        from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+        return DoubleQuotedScalarString(value)
+    return value
+
+
+def _needs_quotes(text: str) -> bool:
+    """Would a YAML 1.1 reader (PyYAML, which the edge uses) read this plain scalar as something else? "19:00"
+    is a base-60 integer there, "on" a boolean; ruamel writes YAML 1.2 and would leave them bare."""
+    if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", text):
+        return True  # times: "07:00" reads as a string, "19:00" does not; quote them all alike
+    try:
+        return yaml.safe_load(text) != text
+    except yaml.YAMLError:
+        return True
+
+
+def _blank_lines_after(mapping: Any) -> int:
+    """Blank lines a person left after this mapping (kept in the comment token of its last key)."""
+    if not mapping:
+        return 0
+    token = mapping.ca.items.get(list(mapping.keys())[-1], [None, None, None])[2]
+    value = getattr(token, "value", "") or ""
+    return max(0, value.count("\n") - (1 if value.strip() else 0))
+
+
+def _strip_blank_lines_after(mapping: Any) -> None:
+    if not mapping:
+        return
+    slot = mapping.ca.items.get(list(mapping.keys())[-1])
+    token = slot[2] if slot else None
+    if token is None:
+        return
+    if (token.value or "").strip():
+        token.value = token.value.rstrip("\n") + "\n"
+    else:
+        slot[2] = None
+
+
+def _set_blank_lines_after(mapping: Any, n: int) -> None:
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    if not mapping or n <= 0 or _blank_lines_after(mapping) >= n:
+        return
+    key = list(mapping.keys())[-1]
+    slot = mapping.ca.items.setdefault(key, [None, None, None, None])
+    token = slot[2]
+    if token is not None and (token.value or "").strip():
+        token.value = token.value.rstrip("\n") + "\n" * (n + 1)
+    else:
+        slot[2] = CommentToken("\n" * (n + 1), CommentMark(0), None)
+
+
+def _merge_zone(target: Any, new: dict[str, Any]) -> Any:
+    """Update a zone mapping in place: unchanged keys keep their node (and its comments), changed ones are
+    replaced, removed ones deleted, new ones appended."""
+    for k in [k for k in target if k not in new]:
+        del target[k]
+    for k, v in new.items():
+        if k in target and target[k] == v:
+            continue
+        target[k] = _styled(v, k in _FLOW_KEYS)
+    return target
+
+
+def replace_camera_zones(text: str, camera_id: str, zones: list[Any]) -> str:
+    """``text`` (a cameras.yaml) with only ``camera_id``'s zones changed: comments, key order, quoting, flow style
+    and ``${ENV}`` placeholders of everything else stay as written (ruamel.yaml round trip). A zone whose name is
+    unchanged is updated key by key, so the comments on its unchanged keys survive too."""
+    import io
+
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    y = _round_trip()
+    data = y.load(text)
+    cam = next((c for c in data["cameras"] if isinstance(c, CommentedMap) and c.get("id") == camera_id), None)
+    if cam is None:
+        raise ZoneEditorError(404, f"camera {camera_id!r} is not in the managed edge config")
+    old = cam.get("zones")
+    by_name = {z.get("name"): z for z in old if isinstance(z, CommentedMap)} if isinstance(old, CommentedSeq) else {}
+    gap = _blank_lines_after(old[-1]) if isinstance(old, CommentedSeq) and old else 0  # e.g. before the next camera
+    items = []
+    for z in zones:
+        existing = by_name.pop(z.get("name"), None) if isinstance(z, dict) else None
+        items.append(_merge_zone(existing, z) if existing is not None and isinstance(z, dict) else _styled(z))
+    if isinstance(old, CommentedSeq) and not old.fa.flow_style():
+        del old[len(items):]
+        for i, item in enumerate(items):
+            if i < len(old):
+                if old[i] is not item:
+                    old[i] = item
+            else:
+                old.append(item)
+    else:
+        cam["zones"] = CommentedSeq(items)
+    if items and isinstance(items[-1], CommentedMap):
+        for item in items[:-1]:  # the blank line moves with the end of the list
+            if isinstance(item, CommentedMap) and gap:
+                _strip_blank_lines_after(item)
+        _set_blank_lines_after(items[-1], gap)
+    out = io.StringIO()
+    y.dump(data, out)
+    return out.getvalue()
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -70,7 +70,24 @@ def central_config(tmp_path: Path, mqtt_host: str, mqtt_port: int) -> CentralCon
                  "batch_wait_ms": 5},
         "routing": [{"category": "illegal_parking", "squad": "traffic-squad-1"},
                     {"category": "crowd_density", "squad": "patrol-2"}],
+        # labels for the codes: the squad picker, department / camera / zone names (English and Chinese)
+        "squads": [{"code": c, "name": n, "name_zh": z, "department": d} for c, n, z, d in SQUADS],
+        "departments": [{"code": "traffic_police", "name": "Traffic police", "name_zh": "交警大队"},
+                        {"code": "public_security", "name": "Public security", "name_zh": "派出所"}],
+        "display_names": {
+            "cameras": {"cam-intersection-01": {"name": "Hubin Rd junction", "name_zh": "湖滨路路口"}},
+            "zones": {"junction-lanes": {"name": "Junction box", "name_zh": "路口网格线区"},
+                      "cam-plaza-01/plaza-floor": {"name": "Plaza floor", "name_zh": "广场地面"}},
+        },
     })
+
+
+# (code, name, Chinese name, department): what the dashboard's squad picker offers
+SQUADS = [
+    ("traffic-squad-1", "Traffic squad 1", "交警一中队", "traffic_police"),
+    ("traffic-squad-3", "Traffic squad 3", "交警三中队", "traffic_police"),
+    ("patrol-2", "Patrol 2", "巡逻二组", "public_security"),
+]
 
 
 def start_central(tmp_path: Path, mqtt_host: str, mqtt_port: int) -> RunningCentral:

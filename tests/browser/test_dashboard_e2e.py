@@ -148,7 +148,7 @@ def _act(page: Page, action: str, *, note: str | None = None, squad: str | None 
          photo: Path | None = None) -> None:
     page.click(f'#action-buttons button[data-action="{action}"]')
     if squad is not None:
-        page.fill("#in-squad", squad)
+        page.select_option("#in-squad", squad)  # a picker of the squads configured in central.yaml
     if note is not None:
         page.fill("#in-note", note)
     if photo is not None:
@@ -199,7 +199,10 @@ def test_dispatcher_moves_a_case_to_closed_and_kpis_follow(
     overall = api["body"]["rows"][0]
     rate = dispatcher.locator('.kpi[data-kpi="closure_rate"] .kpi-value').inner_text()
     assert rate == f"{overall['closure_rate'] * 100:.1f}%"
-    expect(dispatcher.locator("#tbl-squad")).to_contain_text("traffic-squad-3")
+    expect(dispatcher.locator("#tbl-squad")).to_contain_text("Traffic squad 3")  # the squad's display name
+    # the closure-rate card names its denominator: "N of M due closed · K filed"
+    expect(dispatcher.locator('.kpi[data-kpi="closure_rate"] .kpi-sub')).to_have_text(
+        f"{overall['closed']} of {overall['due']} due closed · {overall['cases_filed']} filed")
     hot = _api_in_page(dispatcher, "GET", "/api/v1/hotspots")["body"]
     zones = {(r["camera_id"], r["zone"]) for r in hot["by_zone_hour"]}
     expect(dispatcher.locator("#heatmap rect.heat-cell")).to_have_count(24 * len(zones))
@@ -244,7 +247,9 @@ def _svg_point(page: Page, fx: float, fy: float) -> tuple[float, float]:
 
 
 def test_zone_editor_yaml_is_accepted_by_the_edge(sign_in: SignIn, central: RunningCentral, artifacts: Path) -> None:
-    page = sign_in("admin", next_path="/zones?camera=cam-intersection-01")
+    # tall enough that the whole drawing surface is on screen (mouse clicks outside the viewport are lost; with a
+    # CJK font installed the header lines are a few pixels taller and the svg's bottom left a 768 px viewport)
+    page = sign_in("admin", viewport={"width": 1366, "height": 960}, next_path="/zones?camera=cam-intersection-01")
     expect(page.locator("body[data-ready=true]")).to_have_count(1)
     expect(page.locator("#ze-svg image")).to_have_count(1)  # the camera's latest snapshot under the polygons
     expect(page.locator("#ze-zone-list li")).to_have_count(2)  # the zones already in the managed cameras.yaml

@@ -1,5 +1,5 @@
 // Small DOM helpers shared by the page modules, and the per-page start-up (sign-in check, nav, role gating).
-import { me, signOut } from './api.js';
+import { api, me, signOut } from './api.js';
 import { initI18n, lang, t, tOr } from './i18n.js';
 
 /** Create an element: el('td', {class: 'x', text: 'y', dataset: {id: 1}, on: {click: fn}}, [children]). */
@@ -50,6 +50,38 @@ export function categoryLabel(code, categories = []) {
   return tOr(`cat.${code}`, code || '–');
 }
 
+// Display names from central.yaml (GET /api/v1/labels), loaded once per page by startPage().
+let labels = { departments: [], squads: [], cameras: {}, zones: {} };
+
+function pick(entry) { return lang() === 'zh-CN' && entry.name_zh ? entry.name_zh : entry.name; }
+
+export async function loadLabels() {
+  try {
+    labels = { ...labels, ...(await api('/api/v1/labels')) };
+  } catch { /* labels are a convenience: codes are shown without them */ }
+  return labels;
+}
+export function configuredSquads() { return labels.squads || []; }
+export function departmentLabel(code) {
+  const d = (labels.departments || []).find((x) => x.code === code);
+  return d ? pick(d) : (code || '–');
+}
+export function squadLabel(code) {
+  const q = (labels.squads || []).find((x) => x.code === code);
+  return q ? pick(q) : (code || '–');
+}
+/** A camera's display name: central.yaml's, else the name the edge sent, else its id. */
+export function cameraLabel(cameraId, edgeName = null) {
+  const c = (labels.cameras || {})[cameraId];
+  return c ? pick(c) : (edgeName || cameraId || '–');
+}
+/** A zone's display name: central.yaml's for "camera/zone", then for "zone", else the zone name itself. */
+export function zoneLabel(cameraId, zone) {
+  if (!zone) return '';
+  const z = (labels.zones || {})[`${cameraId}/${zone}`] || (labels.zones || {})[zone];
+  return z ? pick(z) : zone;
+}
+
 let toastTimer = null;
 export function toast(message, kind = 'info') {
   const box = document.getElementById('toast');
@@ -93,6 +125,7 @@ export async function startPage() {
     whoami.dataset.role = who.role;
   }
   document.body.dataset.role = who.role;
+  await loadLabels();
   document.querySelectorAll('[data-requires]').forEach((node) => {
     if (!roleAllows(who.role, node.dataset.requires)) node.remove();
   });

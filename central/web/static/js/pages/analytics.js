@@ -1,7 +1,9 @@
 // Analytics: KPI cards for a period, per squad / grid cell / category tables, zone × hour heat map, trend chart.
 import { api } from '../api.js';
 import { t } from '../i18n.js';
-import { categoryLabel, clear, el, fmtNum, fmtPct, startPage, toast } from '../ui.js';
+import {
+  cameraLabel, categoryLabel, clear, el, fmtNum, fmtPct, squadLabel, startPage, toast, zoneLabel,
+} from '../ui.js';
 import { heatMap, lineChart } from '../svg.js';
 
 const HOUR = 3600 * 1000;
@@ -36,10 +38,15 @@ function renderKpis(row) {
   document.querySelectorAll('.kpi').forEach((card) => {
     const key = card.dataset.kpi;
     card.querySelector('.kpi-value').textContent = fmt[key](row[key]);
-    card.querySelector('.kpi-sub').textContent = key === 'closure_rate'
-      ? t('kpi.closed_of', { closed: row.closed ?? 0, filed: row.cases_filed ?? 0 })
-      : key === 'on_time_rate' ? t('kpi.due', { n: row.due ?? 0 })
-        : key === 'avg_overtime_multiple' ? t('kpi.avg_handling', { h: fmtNum(row.avg_handling_h, 1) }) : '';
+    // Every rate shows its numerator and denominator, so "100%" never hides "1 of 1 due (5 filed)".
+    const due = row.due ?? 0;
+    const sub = {
+      closure_rate: t('kpi.closed_of', { closed: row.closed ?? 0, due, filed: row.cases_filed ?? 0 }),
+      on_time_rate: t('kpi.on_time_of', { on_time: row.on_time ?? 0, due }),
+      rework_rate: t('kpi.rework_of', { n: row.failed_verifications ?? 0, due }),
+      avg_overtime_multiple: t('kpi.avg_handling', { h: fmtNum(row.avg_handling_h, 1), due }),
+    };
+    card.querySelector('.kpi-sub').textContent = sub[key] || '';
     const bad = key === 'closure_rate' || key === 'on_time_rate' ? (row[key] ?? 1) < 0.8 : (row[key] ?? 0) > (key === 'rework_rate' ? 0.1 : 1);
     card.classList.toggle('kpi-bad', Boolean(bad) && row[key] !== null && row[key] !== undefined);
   });
@@ -48,6 +55,7 @@ function renderKpis(row) {
 function groupLabel(groupBy, row) {
   const v = row[groupBy] ?? row.key ?? row.group ?? row[`${groupBy}_id`];
   if (groupBy === 'category') return categoryLabel(v, categories);
+  if (groupBy === 'squad' && v) return squadLabel(v);
   return v === null || v === undefined || v === '' ? t('an.unassigned') : String(v);
 }
 
@@ -71,7 +79,7 @@ function zoneHourMatrix(data) {
   const byZone = new Map();
   if (Array.isArray(data)) {
     data.forEach((d) => {
-      const key = d.camera_id && d.zone ? `${d.camera_id} / ${d.zone}` : (d.zone ?? d.key ?? '?');
+      const key = d.camera_id && d.zone ? `${cameraLabel(d.camera_id)} / ${zoneLabel(d.camera_id, d.zone)}` : (d.zone ?? d.key ?? '?');
       if (!byZone.has(key)) byZone.set(key, new Array(24).fill(0));
       byZone.get(key)[Number(d.hour)] += Number(d.count ?? d.n ?? 0);
     });

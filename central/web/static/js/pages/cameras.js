@@ -2,7 +2,7 @@
 // with a sparkline of the figures seen since the page opened (plus the latest one on load).
 import { api, evidenceUrl, stream } from '../api.js';
 import { t, tOr } from '../i18n.js';
-import { clear, el, fmtNum, fmtRelative, fmtTime, setLive, startPage, toast } from '../ui.js';
+import { cameraLabel, clear, el, fmtNum, fmtRelative, fmtTime, setLive, startPage, toast, zoneLabel } from '../ui.js';
 import { sparkline } from '../svg.js';
 
 const HISTORY = 60; // points kept per crowd zone
@@ -54,7 +54,7 @@ function crowdBlock(cam) {
     const last = list.at(-1);
     return el('div', { class: 'crowd-zone', dataset: { zone: z.zone } }, [
       el('div', { class: 'crowd-head' }, [
-        el('span', { text: z.zone }),
+        el('span', { text: zoneLabel(cam.camera_id, z.zone) }),
         el('span', { class: `level level-${last.level || 'none'}`, text: tOr(`level.${last.level}`, last.level || '–') }),
       ]),
       el('div', { class: 'crowd-figs' }, [
@@ -66,26 +66,44 @@ function crowdBlock(cam) {
   }));
 }
 
+/** "0.2 / 1" analysed against asked, with a warning when the detector does well under half of what was asked. */
+function detectStat(h) {
+  const asked = h.detect_fps;
+  const done = h.analysed_fps;
+  if (asked === undefined && done === undefined) return stat(t('cams.detect_fps'), '–');
+  const text = `${fmtNum(done, done !== undefined && done < 1 ? 2 : 1)} / ${fmtNum(asked, asked < 1 ? 2 : 1)}`;
+  const low = asked > 0 && done !== undefined && done < asked * 0.5;
+  const node = stat(t('cams.detect_fps'), text, low ? 'warn' : '');
+  node.title = t('cams.detect_fps_tip');
+  node.dataset.stat = 'detect';
+  return node;
+}
+
 function cameraCard(cam) {
   const h = cam.health || {};
-  const online = cam.edge_online && (h.state ? h.state === 'online' : true);
+  // the camera's own state counts only while its edge reports; an offline edge makes its cameras unknown
+  const status = cam.status || (cam.edge_online ? (h.state || 'unknown') : 'unknown');
+  const online = cam.edge_online && status === 'online';
   const img = el('div', { class: 'cam-snap' });
   if (cam.latest_snapshot_sha256) {
-    evidenceUrl(cam.latest_snapshot_sha256).then((url) => url && img.append(el('img', { src: url, alt: cam.name || cam.camera_id })));
+    evidenceUrl(cam.latest_snapshot_sha256).then((url) => url && img.append(el('img', { src: url, alt: cameraLabel(cam.camera_id, cam.name) })));
   } else img.append(el('span', { class: 'muted', text: t('cams.no_snapshot') }));
-  const lastFrame = isoFromEpoch(h.last_frame_at);
-  return el('article', { class: `camera-card ${online ? 'online' : 'offline'}`, dataset: { cameraId: cam.camera_id } }, [
+  const lastAnalysed = isoFromEpoch(h.last_analysed_at ?? h.last_frame_at);
+  const unknown = !cam.edge_online || status === 'unknown'; // edge offline, or no health reported for it
+  const cls = unknown ? 'unknown' : (online ? 'online' : 'offline');
+  return el('article', { class: `camera-card ${cls}`, dataset: { cameraId: cam.camera_id, status } }, [
     img,
     el('div', { class: 'cam-body' }, [
       el('div', { class: 'cam-title' }, [
-        el('span', { class: `dot ${online ? 'ok' : 'bad'}` }),
-        el('strong', { text: cam.name || cam.camera_id }),
-        el('span', { class: 'badge', text: tOr(`camstate.${h.state}`, h.state || (cam.edge_online ? t('cams.online') : t('cams.offline'))) }),
+        el('span', { class: `dot ${online ? 'ok' : (unknown ? 'unknown' : 'bad')}` }),
+        el('strong', { text: cameraLabel(cam.camera_id, cam.name) }),
+        el('span', { class: 'badge cam-status', text: cam.edge_online ? tOr(`camstate.${status}`, status) : t('cams.unknown_edge_offline') }),
       ]),
       el('div', { class: 'muted small', text: [cam.camera_id, cam.edge_id, cam.grid_cell, cam.address].filter(Boolean).join(' · ') }),
       el('div', { class: 'stats' }, [
-        stat(t('cams.fps'), fmtNum(h.input_fps, 1)),
-        stat(t('cams.last_frame'), lastFrame ? fmtRelative(lastFrame) : '–'),
+        detectStat(h),
+        stat(t('cams.decode_fps'), fmtNum(h.decode_fps ?? h.input_fps, 1)),
+        stat(t('cams.last_analysed'), lastAnalysed ? fmtRelative(lastAnalysed) : '–'),
         stat(t('cams.reconnects'), String(h.reconnects ?? '–'), h.reconnects > 0 ? 'warn' : ''),
         stat(t('cams.open_incidents'), String(cam.open_incidents ?? 0), cam.open_incidents > 0 ? 'warn' : ''),
       ]),

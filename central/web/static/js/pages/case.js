@@ -1,7 +1,10 @@
 // Case detail: evidence before/after, facts, audit timeline and the workflow actions this role may take.
 import { api, evidenceUrl, stream } from '../api.js';
 import { t } from '../i18n.js';
-import { actionLabel, categoryLabel, clear, el, fmtRelative, fmtTime, setLive, startPage, stateLabel, toast } from '../ui.js';
+import {
+  actionLabel, cameraLabel, categoryLabel, clear, configuredSquads, departmentLabel, el, fmtRelative, fmtTime, setLive,
+  squadLabel, startPage, stateLabel, toast, zoneLabel,
+} from '../ui.js';
 
 const caseId = Number(document.body.dataset.caseId);
 let categories = [];
@@ -38,12 +41,12 @@ function renderFacts(c) {
   const dl = clear(document.getElementById('case-facts'));
   fact(dl, 'col.case', c.public_id);
   fact(dl, 'col.category', categoryLabel(c.category, categories));
-  fact(dl, 'case.camera', c.camera_id);
-  fact(dl, 'case.zone', c.zone);
+  fact(dl, 'case.camera', c.camera_id ? cameraLabel(c.camera_id, c.camera_name) : null);
+  fact(dl, 'case.zone', zoneLabel(c.camera_id, c.zone));
   fact(dl, 'col.where', c.address);
   fact(dl, 'filter.grid_cell', c.grid_cell);
-  fact(dl, 'case.department', c.department);
-  fact(dl, 'case.squad', c.squad);
+  fact(dl, 'case.department', c.department ? departmentLabel(c.department) : null);
+  fact(dl, 'case.squad', c.squad ? squadLabel(c.squad) : null);
   fact(dl, 'case.assignee', c.assignee);
   fact(dl, 'col.reported', fmtTime(c.reported_at));
   fact(dl, 'case.due', c.due_at ? fmtTime(c.due_at) : null);
@@ -104,6 +107,16 @@ function renderActions(c) {
   document.getElementById('actions-card').hidden = role === 'viewer';
 }
 
+/** The squad picker: the squads configured in central.yaml (the case's own squad first if it is not one of them). */
+function fillSquads(selected) {
+  const select = clear(document.getElementById('in-squad'));
+  const squads = configuredSquads();
+  select.append(el('option', { value: '', text: t('case.pick_squad') }));
+  if (selected && !squads.some((q) => q.code === selected)) select.append(el('option', { value: selected, text: selected }));
+  squads.forEach((q) => select.append(el('option', { value: q.code, text: squadLabel(q.code) })));
+  select.value = selected || '';
+}
+
 function openAction(action) {
   pending = action;
   const spec = ACTION_FIELDS[action] || { note: false };
@@ -113,7 +126,7 @@ function openAction(action) {
   document.getElementById('in-squad').required = Boolean(spec.squad);
   document.getElementById('in-note').required = Boolean(spec.note);
   document.getElementById('in-photo').required = Boolean(spec.photo);
-  if (spec.squad && current && current.squad) document.getElementById('in-squad').value = current.squad;
+  if (spec.squad) fillSquads(current && current.squad);
   const submit = document.getElementById('action-submit');
   submit.textContent = t('case.confirm', { action: actionLabel(action) });
   submit.dataset.action = action;
@@ -134,7 +147,7 @@ async function submitAction(ev) {
     const note = document.getElementById('in-note').value.trim();
     if (note) body.note = note;
     const spec = ACTION_FIELDS[pending] || {};
-    if ('squad' in spec) body.squad = document.getElementById('in-squad').value.trim() || null;
+    if ('squad' in spec) body.squad = document.getElementById('in-squad').value || null;
     if ('assignee' in spec) body.assignee = document.getElementById('in-assignee').value.trim() || null;
     const file = document.getElementById('in-photo').files[0];
     if ('photo' in spec && file) {

@@ -1,7 +1,9 @@
 // Live case queue: the list from /api/v1/cases, kept current by the event stream (no reload).
 import { api, evidenceUrl, stream } from '../api.js';
 import { t } from '../i18n.js';
-import { categoryLabel, clear, el, fmtRelative, fmtTime, setLive, startPage, stateLabel, toast } from '../ui.js';
+import {
+  cameraLabel, categoryLabel, clear, el, fmtRelative, fmtTime, setLive, squadLabel, startPage, stateLabel, toast, zoneLabel,
+} from '../ui.js';
 
 const CLOSED_STATES = ['closed', 'archived', 'rejected', 'duplicate'];
 const OPEN_STATES = ['reported', 'filed', 'dispatched', 'in_progress', 'handled', 'verifying', 'suspended'];
@@ -60,16 +62,16 @@ function row(item) {
       if (url) thumb.append(el('img', { src: url, alt: t('col.snapshot'), loading: 'lazy' }));
     });
   }
-  const where = [item.address, item.zone, item.grid_cell].filter(Boolean).join(' · ');
+  const where = [item.address, zoneLabel(item.camera_id, item.zone), item.grid_cell].filter(Boolean).join(' · ');
   const tr = el('tr', { dataset: { caseId: item.id, state: item.state }, class: 'case-row' }, [
     el('td', {}, [thumb]),
     el('td', {}, [el('a', { href: `/cases/${item.id}`, class: 'case-link', text: item.public_id || `#${item.id}` })]),
     el('td', { text: categoryLabel(item.category, categories) }),
     el('td', {}, [el('span', { class: `badge state-${item.state}`, text: stateLabel(item.state) })]),
-    el('td', { class: 'where', text: where || item.camera_id || '–', title: item.camera_id || '' }),
+    el('td', { class: 'where', text: where || cameraLabel(item.camera_id, item.camera_name), title: cameraLabel(item.camera_id, item.camera_name) }),
     el('td', { text: fmtRelative(item.reported_at), title: fmtTime(item.reported_at) }),
     deadlineCell(item),
-    el('td', { text: item.squad || '–' }),
+    el('td', { text: item.squad ? squadLabel(item.squad) : '–', dataset: { squad: item.squad || '' } }),
   ]);
   tr.addEventListener('click', (ev) => { if (ev.target.tagName !== 'A') window.location.assign(`/cases/${item.id}`); });
   return tr;

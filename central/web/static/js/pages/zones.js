@@ -2,7 +2,7 @@
 // validate with the edge's own schema (POST /api/v1/zones/validate), export YAML, save (admin, managed file).
 import { api, evidenceUrl } from '../api.js';
 import { t } from '../i18n.js';
-import { clear, el, roleAllows, startPage, toast } from '../ui.js';
+import { cameraLabel, clear, el, roleAllows, startPage, toast } from '../ui.js';
 import { svgEl } from '../svg.js';
 
 const state = {
@@ -347,7 +347,10 @@ async function main() {
   });
   state.cameras = [...byId.values()].sort((a, b) => a.id.localeCompare(b.id));
   const select_ = document.getElementById('ze-camera');
-  state.cameras.forEach((c) => select_.append(el('option', { value: c.id, text: c.name ? `${c.name} (${c.id})` : c.id })));
+  state.cameras.forEach((c) => {
+    const label = cameraLabel(c.id, c.name);
+    select_.append(el('option', { value: c.id, text: label !== c.id ? `${label} (${c.id})` : c.id }));
+  });
   if (!state.cameras.length) {
     // No camera known yet: let the operator type an id and start from a blank canvas.
     const id = window.prompt(t('ze.camera_id_prompt'), 'cam-1');
