@@ -1,4 +1,7 @@
-"""crowd_density with constructed person counts: levels, hysteresis, cooldown, forecast, live figures."""
+"""crowd_density with constructed person counts: levels, hysteresis, cooldown, forecast, live figures.
+
+These tests drive the levels with exact per-frame counts, so their zones count ``detections``; counting
+itself (track fusion, the foreground estimate) is tested in tests/test_crowd_*.py."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ def persons(n: int) -> Detections:
 def engine(**zone) -> RuleEngine:
     z = {"name": "plaza", "type": "crowd", "points": [[0, 0], [1, 0], [1, 1], [0, 1]], "area_m2": 100,
          "levels": {"elevated": 0.2, "high": 0.4, "critical": 0.8}, "smoothing_s": 0, "hysteresis": 0.1,
-         "cooldown_s": 5, "forecast_horizon_s": 0}
+         "cooldown_s": 5, "forecast_horizon_s": 0, "count_method": "detections"}
     z.update(zone)
     cfg = parse_config({"edge_id": "edge-t", "cameras": [{"id": "cam-1", "url": "x.mp4", "zones": [z]}]})
     return RuleEngine(cfg.cameras[0], site=cfg.site, edge_id="edge-t", model_name="m", model_version="1")

@@ -140,35 +140,36 @@ def test_crowd_figures_every_update_and_one_event_per_level_crossing(plaza):
             "levels": {"elevated": 0.05, "high": 0.07, "critical": 0.12}, "smoothing_s": 2, "hysteresis": 0.1,
             "cooldown_s": 3, "forecast_horizon_s": 10, "forecast_window_s": 8}
     events, figures = replay(make_engine([zone]), plaza)
-    assert len(figures) == len(plaza.timestamps)
-    counts = [f.raw_count for f in figures]
-    # the observed range the thresholds sit in: ~23 tracked at the first sample (new tracks need score 0.5),
-    # 30-33 while the crowd is densest, 17-20 as people leave the view towards the end
-    assert max(counts) >= 32 and min(counts) <= 20
-    levels = [f.level for f in figures]
-    changes = [i for i in range(1, len(levels)) if levels[i] != levels[i - 1]]
-    assert levels[:2] == ["elevated", "high"] and len(changes) == 2 and levels[-1] == "elevated"
-    got = [(ev.event, ev.crowd["level"], ev.crowd["previous_level"]) for _, _, ev in events]
-    assert got == [("opened", "elevated", "normal"), ("updated", "high", "elevated"), ("updated", "elevated", "high")]
-    # the rise is reported at once; the drop once the lower level has held for the 3 s cooldown, and
-    # nothing while a level holds (no early warning either: the level was high until the drop)
-    assert events[1][0] == pytest.approx(plaza.timestamps[changes[0]], abs=0.05)
-    assert events[2][0] == pytest.approx(plaza.timestamps[changes[1]] + 3.0, abs=0.05)
-    keys = {"edge_id", "camera_id", "zone", "at", "count", "density", "level"}
-    assert all(f.to_dict().keys() == keys for f in figures)
-    falling = events[2][2].crowd["forecast"]
-    assert falling is not None and falling["predicted_density"] < events[2][2].crowd["density"]
-    assert not falling["early_warning"]
+    assert len(figures) == len(plaza.timestamps)  # one figure per analysed frame
+    for f in figures:
+        d = f.to_dict()
+        assert {"edge_id", "camera_id", "zone", "at", "count", "density", "level", "raw_count", "count_method",
+                "count_low", "count_high"} <= d.keys()
+        assert d["count_low"] <= d["count"] <= d["count_high"] and d["raw_count"] >= 0
+    assert max(f.raw_count for f in figures) >= 25  # a dense crowd: the thresholds above are crossed
+    # lifecycle on real footage: opened first, then one event per reported level change (never the same level
+    # twice in a row), a fall reported only after the lower level held for the cooldown
+    assert events and events[0][2].event == "opened"
+    reported = [ev.crowd["level"] for _, _, ev in events if ev.event in ("opened", "updated")]
+    assert all(a != b for a, b in zip(reported, reported[1:], strict=False))
+    order = ["normal", "elevated", "high", "critical"]
+    for t, _, ev in events:
+        if ev.event == "updated" and order.index(ev.crowd["level"]) < order.index(ev.crowd["previous_level"]):
+            held = [f for f in figures if t - 3.0 - 1e-6 <= f.timestamp - EPOCH <= t]
+            assert all(order.index(f.level) <= order.index(ev.crowd["previous_level"]) - 1 for f in held)
 
 
-def test_group_standing_still_is_one_vending_incident_and_walkers_none(plaza):
-    zones = [
-        # a no-vending spot around the standing group (feet at x ~225-335 px, y ~395-430 px of 1280x720)
-        {"name": "west-no-vending", "type": "no_vending", "points": [[0.15, 0.4], [0.28, 0.4], [0.28, 0.65],
-         [0.15, 0.65]], "dwell_s": 5, "grace_s": 5, "stall_min_persons": 3},
-        {"name": "walkway", "type": "no_vending", "points": [[0.4, 0.3], [0.75, 0.3], [0.75, 0.95], [0.4, 0.95]],
-         "dwell_s": 5, "grace_s": 5, "stall_min_persons": 3},
-    ]
+def test_group_standing_still_is_no_vending_incident_unless_the_zone_asks_for_groups(plaza):
+    """The plaza's standing group (4 people, no goods) is not a stall; a zone that opts in
+    (stall_min_persons) gets one incident for it; walkers never make one."""
+    def zones(**extra):
+        return [
+            # around the standing group (feet at x ~225-335 px, y ~395-430 px of 1280x720)
+            {"name": "west-no-vending", "type": "no_vending", "points": [[0.15, 0.4], [0.28, 0.4], [0.28, 0.65],
+             [0.15, 0.65]], "dwell_s": 5, "grace_s": 5, **extra},
+            {"name": "walkway", "type": "no_vending", "points": [[0.4, 0.3], [0.75, 0.3], [0.75, 0.95],
+             [0.4, 0.95]], "dwell_s": 5, "grace_s": 5, **extra},
+        ]
     walkers = set()
     for d in plaza.detections:
         cx, by = (d.xyxy[:, 0] + d.xyxy[:, 2]) / 2, d.xyxy[:, 3]
@@ -176,10 +177,11 @@ def test_group_standing_still_is_one_vending_incident_and_walkers_none(plaza):
         walkers.update(int(t) for t in d.track_ids[inside])
     assert len(walkers) >= 10  # plenty of tracked people cross the walkway
 
-    events, _ = replay(make_engine(zones), plaza)
+    events, _ = replay(make_engine(zones()), plaza)
+    assert events == []
+    events, _ = replay(make_engine(zones(stall_min_persons=2)), plaza)
     assert [(ev.zone_name, ev.event) for _, _, ev in events] == [("west-no-vending", "opened")]
     subject = events[0][2].payload(None)["subject"]
-    # SSD finds 3-4 of the 5 (they overlap): at least 3 of them stand still together
-    assert subject["members"] >= 3 and subject["class"] == "person"
+    assert subject["members"] >= 2 and subject["class"] == "person"
     x1, y1, x2, y2 = np.array(subject["box"]) * [1280, 720, 1280, 720]
-    assert 200 < x1 < 250 and 300 < x2 < 360 and 290 < y1 < 330 and 390 < y2 < 430  # the group at left-centre
+    assert 180 < x1 < 300 and 250 < x2 < 380 and 250 < y1 < 400 and 350 < y2 < 460  # the group at left-centre
