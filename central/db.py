@@ -93,6 +93,9 @@ class CrowdFigure(Base):
     count: Mapped[int | None] = mapped_column(Integer)
     density: Mapped[float | None] = mapped_column(Float)
     level: Mapped[str | None] = mapped_column(String(16))
+    # the estimate's detail as published: estimate, count_low, count_high, count_method, raw_count, stationary,
+    # forecast (edge/rules/crowd.py CrowdFigure.to_dict)
+    detail_json: Mapped[dict[str, Any] | None]
     updated_at: Mapped[datetime]
 
 
@@ -344,3 +347,8 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# The command-center tables (grid units, catalogue, escalations) live in their own module; importing it here keeps
+# them in Base.metadata whichever module is imported first.
+from central import command_models as _command_models  # noqa: E402,F401

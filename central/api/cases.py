@@ -7,11 +7,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from pydantic import ConfigDict, Field
+from sqlalchemy import select
 
 from central.api.deps import Cases, iso, parse_when
 from central.api.errors import ApiError, error_responses
 from central.api.inputs import DB_INT_MAX, CaseId, SafeBody
 from central.auth import CurrentPrincipal, Principal, check_action, require_any, sign_path
+from central.db import Incident
 from central.images import ImageRefused, sanitize_upload, sniff_image_type
 from central.store import EvidenceError
 from central.workflow import ACTIONS, STATES, CaseFilters, CaseNotFound, IllegalTransition, TransitionInputError
@@ -73,6 +75,8 @@ def list_cases(
     state: Annotated[list[str] | None, Query(description="State(s); repeat or comma-separate.")] = None,
     category: str | None = None,
     grid_cell: Annotated[str | None, Query(description="Grid cell or prefix of one.")] = None,
+    grid_unit: Annotated[str | None, Query(max_length=64, description="Cases in this grid unit of any level "
+                                           "(district, street, community or cell; see GET /grid).")] = None,
     camera_id: str | None = None,
     squad: str | None = None,
     since: Annotated[str | None, Query(description="reported_at ≥ since: ISO 8601 or relative (7d, 24h).")] = None,
@@ -96,6 +100,10 @@ def list_cases(
         since=parse_when("since", since, request), until=parse_when("until", until, request), overdue=overdue, q=q,
         before_id=before_id,
     )
+    if grid_unit:
+        from central.api.command import cells_for, grid_of
+
+        filters.grid_cells = cells_for(grid_of(request, cases.session), grid_unit)
     items, total = cases.list_cases(filters, limit=limit, offset=offset)
     return {
         "items": [_summary(request, cases, c) for c in items], "total": total, "limit": limit, "offset": offset,
@@ -124,10 +132,22 @@ def case_detail(request: Request, case_id: CaseId, cases: Cases, principal: Curr
         notes=[audit_json(a) for a in audit if a.action == "note"],
         allowed_actions=cases.allowed_actions(case, principal.role),
     )
+    crowd = _latest_crowd(cases, case_id)
+    if crowd is not None:
+        out["crowd"] = crowd  # crowd cases: the newest count, its interval, level and forecast
     if case.previous_case_id is not None:
         prev = cases.session.get(type(case), case.previous_case_id)
         out["previous_case_public_id"] = prev.public_id if prev is not None else None
     return out
+
+
+def _latest_crowd(cases: Any, case_id: int) -> dict[str, Any] | None:
+    row = cases.session.execute(
+        select(Incident.payload_json).where(Incident.case_id == case_id, Incident.type == "crowd_density")
+        .order_by(Incident.last_seen_at.desc()).limit(1)
+    ).scalar_one_or_none()
+    crowd = row.get("crowd") if isinstance(row, dict) else None
+    return crowd if isinstance(crowd, dict) else None
 
 
 @router.post("/cases/{case_id}/transitions", summary="Apply a workflow action (409 when illegal from the state)",

@@ -57,6 +57,7 @@ def cameras(request: Request, session: DbSession, principal: CurrentPrincipal) -
     for f in session.scalars(select(CrowdFigure).order_by(CrowdFigure.camera_id, CrowdFigure.zone)):
         crowd.setdefault(f.camera_id, []).append({
             "zone": f.zone, "at": iso(f.at), "count": f.count, "density": f.density, "level": f.level,
+            **(f.detail_json or {}),
         })
     items = []
     for c in session.scalars(select(Camera).order_by(Camera.camera_id)):

@@ -59,10 +59,20 @@ function crowdBlock(cam) {
       ]),
       el('div', { class: 'crowd-figs' }, [
         el('span', { class: 'crowd-count', text: `${last.count ?? '–'} ${t('cams.people')}` }),
+        // the estimate's 80 % interval, when the edge publishes one
+        last.count_low !== undefined && last.count_high !== undefined
+          ? el('span', { class: 'muted crowd-interval', text: `(${last.count_low}–${last.count_high})` }) : null,
         el('span', { class: 'muted', text: `${fmtNum(last.density, 3)} /m²` }),
-      ]),
+      ].filter(Boolean)),
+      last.forecast ? el('div', {
+        class: `crowd-forecast${last.forecast.early_warning ? ' warn' : ''}`,
+        text: `${t('cams.forecast')}: ${fmtNum(last.forecast.predicted_density, 3)} /m² · `
+          + `${Math.round((last.forecast.horizon_s || 0) / 60 * 10) / 10} min · `
+          + `${tOr(`level.${last.forecast.predicted_level}`, last.forecast.predicted_level || '–')}`
+          + (last.forecast.early_warning ? ` · ${t('cams.early_warning')}` : ''),
+      }) : null,
       sparkline(list.map((f) => f.count), { width: 200, height: 36 }),
-    ]);
+    ].filter(Boolean));
   }));
 }
 

@@ -1,8 +1,9 @@
 // Case detail: evidence before/after, facts, audit timeline and the workflow actions this role may take.
 import { api, evidenceUrl, stream } from '../api.js';
-import { t } from '../i18n.js';
+import { t, tOr } from '../i18n.js';
 import {
-  actionLabel, cameraLabel, categoryLabel, clear, configuredSquads, departmentLabel, el, fmtRelative, fmtTime, setLive,
+  actionLabel, cameraLabel, categoryLabel, clear, configuredSquads, departmentLabel, el, fmtNum, fmtRelative, fmtTime,
+  setLive,
   squadLabel, startPage, stateLabel, toast, zoneLabel,
 } from '../ui.js';
 
@@ -53,6 +54,17 @@ function renderFacts(c) {
   fact(dl, 'case.rework', c.rework_count);
   fact(dl, 'case.recurrence', c.recurrence_count || null);
   fact(dl, 'case.description', c.description || c.title);
+  const crowd = c.crowd;
+  if (crowd) {
+    const interval = crowd.count_low !== undefined ? ` (${crowd.count_low}–${crowd.count_high})` : '';
+    fact(dl, 'case.crowd', `${crowd.count}${interval} · ${tOr(`level.${crowd.level}`, crowd.level || '–')}`
+      + (crowd.count_method ? ` · ${crowd.count_method}` : ''));
+    const f = crowd.forecast;
+    if (f) {
+      fact(dl, 'cams.forecast', `${fmtNum(f.predicted_density, 3)} /m² · ${Math.round((f.horizon_s || 0) / 6) / 10} min · `
+        + `${tOr(`level.${f.predicted_level}`, f.predicted_level || '–')}${f.early_warning ? ` · ${t('cams.early_warning')}` : ''}`);
+    }
+  }
 }
 
 function renderTimeline(audit) {
