@@ -103,7 +103,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     runner.start()
-    print(f"ingesting from {cfg.mqtt.host}:{cfg.mqtt.port} as {cfg.mqtt.client_id}: {cfg.mqtt.topics()}", flush=True)
+    # "ingesting" only once the broker has acknowledged the subscriptions: before that, on a first start (no session
+    # yet), the broker drops what edges publish — announcing readiness earlier is how a test once lost events
+    waited = 0.0
+    while not done.is_set() and not runner.wait_subscribed(1.0):
+        waited += 1.0
+        if waited % 10 == 0:
+            print(f"still not subscribed at {cfg.mqtt.host}:{cfg.mqtt.port} after {waited:.0f} s: "
+                  f"{runner.health().get('last_error')}", file=sys.stderr, flush=True)
+    if runner.subscribed:
+        print(f"ingesting from {cfg.mqtt.host}:{cfg.mqtt.port} as {cfg.mqtt.client_id}: {cfg.mqtt.topics()} "
+              f"(subscribed; session present: {runner.stats['session_present']})", flush=True)
     while not done.wait(1.0):
         pass
     runner.stop()
@@ -158,7 +168,13 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     cfg = _load(args)
     since, until = _period(args)
     with _session(cfg) as s:
-        rows = kpis(s, since, until, args.group_by, SystemClock(), cfg)
+        from central.grid import load_grid
+
+        grid = load_grid(s, cfg)
+        if args.grid_unit and grid.get(args.grid_unit) is None:
+            raise argparse.ArgumentTypeError(f"unknown grid unit {args.grid_unit!r}")
+        rows = kpis(s, since, until, args.group_by, SystemClock(), cfg, grid=grid,
+                    cells=grid.cells_under(args.grid_unit) if args.grid_unit else None)
     if args.json:
         print(json.dumps({"since": since.isoformat(), "until": until.isoformat(), "rows": rows}, default=str))
         return 0
@@ -313,10 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--until", help="default now")
         sp.add_argument("--json", action="store_true")
         if name == "kpis":
-            sp.add_argument("--group-by", choices=["grid_cell", "squad", "camera", "category"])
+            sp.add_argument("--group-by", choices=["grid_cell", "squad", "camera", "category", "community", "street",
+                                                   "district"])
+            sp.add_argument("--grid-unit", help="only cases in this grid unit (district, street, community, cell)")
         else:
             sp.add_argument("--top", type=int, default=10)
         sp.set_defaults(func=func)
+    from central.command_cli import register  # grid, catalogue, escalate, evaluate, findings
+
+    register(sub, add)
     return p
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import false, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from central.clock import Clock
@@ -106,6 +106,7 @@ class CaseFilters:
     squad: str | None = None
     before_id: int | None = None  # keyset pagination: ids below this (list is newest first)
     states: list[str] = field(default_factory=list)
+    grid_cells: list[str] | None = None  # exact cells (a grid unit's cells: central.grid.GridIndex.cells_under)
 
 
 def public_id_for(case_id: int, reported_at: datetime, config: CentralConfig) -> str:
@@ -263,6 +264,8 @@ class CaseService:
             stmt = stmt.where(Case.category == filters.category)
         if filters.grid_cell:
             stmt = stmt.where(Case.grid_cell.startswith(filters.grid_cell, autoescape=True))
+        if filters.grid_cells is not None:
+            stmt = stmt.where(Case.grid_cell.in_(filters.grid_cells)) if filters.grid_cells else stmt.where(false())
         if filters.camera_id:
             stmt = stmt.where(Case.camera_id == filters.camera_id)
         if filters.squad:

@@ -35,17 +35,22 @@ def kpis(
     principal: CurrentPrincipal,
     since: Annotated[str | None, Query(description="ISO 8601 or relative (7d); default 7 days before until")] = None,
     until: Annotated[str | None, Query(description="ISO 8601 or relative; default now")] = None,
-    group_by: Literal["grid_cell", "squad", "camera", "category"] | None = None,
+    group_by: Literal["grid_cell", "squad", "camera", "category", "community", "street", "district"] | None = None,
+    grid_unit: Annotated[str | None, Query(max_length=64, description="Only this grid unit (any level).")] = None,
 ) -> dict[str, Any]:
     from central import analytics
+    from central.api.command import cells_for, grid_of
 
     start, end = _period(request, since, until)
     st = request.app.state
+    grid = grid_of(request, session)
+    cells = cells_for(grid, grid_unit)
     try:
-        rows = analytics.kpis(session, start, end, group_by, st.clock, config=st.config)
+        rows = analytics.kpis(session, start, end, group_by, st.clock, config=st.config, grid=grid, cells=cells)
     except ValueError as e:
         raise ApiError(422, f"query.group_by: {e}", "validation_error") from None
-    return {"since": iso(start), "until": iso(end), "group_by": group_by, "rows": [jsonable(r) for r in rows]}
+    return {"since": iso(start), "until": iso(end), "group_by": group_by, "grid_unit": grid_unit,
+            "rows": [jsonable(r) for r in rows]}
 
 
 @router.get("/hotspots", summary="Counts by zone × hour-of-day and × weekday, top locations, change vs previous")

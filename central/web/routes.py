@@ -37,6 +37,9 @@ PAGES: dict[str, tuple[str, str, str]] = {
     "cameras": ("cameras.html", "nav.cameras", "Cameras & edges"),
     "analytics": ("analytics.html", "nav.analytics", "Analytics"),
     "zones": ("zones.html", "nav.zones", "Zone editor"),
+    "command": ("command.html", "nav.command", "Command center"),
+    "map": ("map.html", "nav.map", "Map"),
+    "report": ("report.html", "nav.report", "Field report"),
     "login": ("login.html", "nav.login", "Sign in"),
 }
 
@@ -85,6 +88,21 @@ def analytics_page(request: Request) -> HTMLResponse:
 @router.get("/zones", response_class=HTMLResponse, include_in_schema=False)
 def zones_page(request: Request) -> HTMLResponse:
     return _render(request, "zones")
+
+
+@router.get("/command", response_class=HTMLResponse, include_in_schema=False)
+def command_page(request: Request) -> HTMLResponse:
+    return _render(request, "command")
+
+
+@router.get("/map", response_class=HTMLResponse, include_in_schema=False)
+def map_page(request: Request) -> HTMLResponse:
+    return _render(request, "map")
+
+
+@router.get("/report", response_class=HTMLResponse, include_in_schema=False)
+def report_page(request: Request) -> HTMLResponse:
+    return _render(request, "report")
 
 
 # --------------------------------------------------------------------------- zone editor API
