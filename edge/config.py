@@ -319,6 +319,37 @@ class Anchor(StrEnum):
     box = "box"  # a minimum fraction of the box area must lie inside (see min_inside)
 
 
+class GroundCalibration(Strict):
+    """Four points on the ground in the image (normalized) and the same points in metres on the ground plane,
+    e.g. the corners of a paved square of known size. From them a homography maps image to ground, so a
+    zone's ground area follows from its polygon even where perspective makes it no rectangle in the image."""
+
+    image_points: list[tuple[float, float]] = Field(description="4 points, normalized 0..1 (x right, y down).")
+    ground_m: list[tuple[float, float]] = Field(description="The same 4 points on the ground, in metres.")
+
+    @model_validator(mode="after")
+    def _four_points(self) -> GroundCalibration:
+        if len(self.image_points) != 4 or len(self.ground_m) != 4:
+            raise ValueError("give exactly 4 image_points and 4 ground_m points")
+        if Polygon(self.image_points).area < 1e-4 or Polygon(self.ground_m).area < 1e-2:
+            raise ValueError("the 4 points are (nearly) collinear: choose corners of an area on the ground")
+        return self
+
+    def homography(self) -> Any:
+        import cv2
+        import numpy as np
+
+        return cv2.getPerspectiveTransform(np.float32(self.image_points), np.float32(self.ground_m))
+
+    def area_m2(self, points: list[tuple[float, float]]) -> float:
+        """Ground area of an image polygon (normalized points), in m²."""
+        import cv2
+        import numpy as np
+
+        world = cv2.perspectiveTransform(np.float32(points).reshape(-1, 1, 2), self.homography()).reshape(-1, 2)
+        return float(Polygon([tuple(p) for p in world]).area)
+
+
 class CrowdLevels(Strict):
     """Density thresholds in persons per m² (upper bound of 'normal' is ``elevated``)."""
 
@@ -364,6 +395,9 @@ class ZoneConfig(Strict):
     )
     # crowd
     area_m2: float | None = Field(None, gt=0, description="Ground area of a crowd zone in m².")
+    ground: GroundCalibration | None = Field(
+        None, description="Crowd zones: compute the ground area from four calibrated points instead of area_m2."
+    )
     levels: CrowdLevels = CrowdLevels()
     smoothing_s: float = Field(10.0, ge=0)
     hysteresis: float = Field(0.1, ge=0, lt=1, description="Fraction below a threshold to drop a level.")
@@ -401,9 +435,15 @@ class ZoneConfig(Strict):
 
     @model_validator(mode="after")
     def _type_rules(self) -> ZoneConfig:
-        if self.type == ZoneType.crowd and self.area_m2 is None:
-            raise ValueError("a crowd zone needs area_m2 (its ground area) to compute density")
+        if self.type == ZoneType.crowd and self.area_m2 is None and self.ground is None:
+            raise ValueError("a crowd zone needs area_m2 (its ground area) or a ground calibration to compute density")
         return self
+
+    def ground_area_m2(self) -> float:
+        """The zone's ground area: from the ground calibration when given, else ``area_m2``."""
+        if self.ground is not None:
+            return self.ground.area_m2(self.points)
+        return float(self.area_m2 or 1.0)
 
     def watched_classes(self) -> list[str]:
         return list(self.classes) if self.classes else list(DEFAULT_ZONE_CLASSES[self.type])

@@ -112,3 +112,31 @@ def test_early_warning_during_a_short_dip_from_high_is_no_event():
     events, figures = run(engine(forecast_horizon_s=10, forecast_window_s=8, cooldown_s=5), counts)
     assert figures[10].level == "elevated" and figures[10].forecast["early_warning"]
     assert events == [(0, "opened", "elevated", "normal"), (3, "updated", "high", "elevated")]
+
+
+def test_ground_calibration_gives_the_zone_area_through_perspective():
+    """A 10 m x 20 m square seen in perspective (a trapezoid in the image): the zone over it is 200 m², and a
+    zone over its near half (the lower, larger part of the picture) is 100 m², not the image-area share."""
+    from edge.config import ZoneConfig
+
+    ground = {"image_points": [[0.3, 0.2], [0.7, 0.2], [0.9, 0.9], [0.1, 0.9]],
+              "ground_m": [[0, 20], [10, 20], [10, 0], [0, 0]]}
+    whole = ZoneConfig(name="sq", type="crowd", points=ground["image_points"], ground=ground)
+    assert whole.ground_area_m2() == pytest.approx(200.0, rel=1e-4)
+    # the ground line y = 10 m maps to an image row between 0.2 and 0.9; the zone below it is the near half
+    cal = whole.ground
+    import cv2
+    import numpy as np
+
+    inv = np.linalg.inv(cal.homography())
+    left, right = cv2.perspectiveTransform(np.float32([[[0, 10]], [[10, 10]]]), inv).reshape(-1, 2).tolist()
+    near_points = [tuple(left), tuple(right), (0.9, 0.9), (0.1, 0.9)]
+    near = ZoneConfig(name="near", type="crowd", points=near_points, ground=ground)
+    assert near.ground_area_m2() == pytest.approx(100.0, rel=1e-3)
+    from shapely.geometry import Polygon
+
+    image_share = Polygon(near_points).area / Polygon(ground["image_points"]).area
+    assert image_share > 0.6  # in the image the near half is most of the trapezoid: area_m2 × share would be wrong
+    with pytest.raises(ValueError, match="collinear"):
+        ZoneConfig(name="bad", type="crowd", points=ground["image_points"],
+                   ground={"image_points": [[0, 0], [0.5, 0.5], [1, 1], [0.2, 0.2]], "ground_m": ground["ground_m"]})

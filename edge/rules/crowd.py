@@ -10,7 +10,8 @@ Per update, the zone's person estimate (``count_method``):
 Each figure carries the estimate, an 80 % interval (``count_low``..``count_high``), the method used, the
 raw per-frame box count and how many counted persons have stood still for ``stationary_s``
 (``stationary``). The estimate is averaged over the last ``smoothing_s`` seconds;
-density = smoothed estimate / ``area_m2``; levels and the forecast follow the density.
+density = smoothed estimate / the zone's ground area (``area_m2``, or from its ``ground`` calibration);
+levels and the forecast follow the density.
 
 Levels (normal < elevated < high < critical): the level rises as soon as the density reaches a
 threshold and falls only when the density is below ``threshold × (1 − hysteresis)``.
@@ -135,6 +136,7 @@ class CrowdRule(ZoneRule):
 
     def _set_zone(self, zone) -> None:  # type: ignore[no-untyped-def]
         super()._set_zone(zone)
+        self.area_m2 = zone.ground_area_m2()  # computed once per (re)configuration
         thresholds = (zone.levels.elevated, zone.levels.high, zone.levels.critical)
         if not hasattr(self, "levels"):
             self.levels = CrowdLevelTracker(thresholds, zone.hysteresis)
@@ -170,7 +172,7 @@ class CrowdRule(ZoneRule):
         while self.counts and self.counts[0][0] < now - z.smoothing_s:
             self.counts.popleft()
         smoothed = float(np.mean([c for _, c in self.counts]))
-        density = smoothed / float(z.area_m2 or 1.0)
+        density = smoothed / self.area_m2
         self.densities.append((now, density))
         while self.densities and self.densities[0][0] < now - z.forecast_window_s:
             self.densities.popleft()
