@@ -36,8 +36,8 @@ ENV GRIDWATCH_VAR_DIR=/var/lib/gridwatch/var
 ENTRYPOINT ["/usr/bin/tini", "--"]
 
 FROM runtime AS edge
-# ffmpeg/ffprobe: keyframe-only decoding (decode: auto|keyframes) runs an ffmpeg child; without it the edge
-# silently decodes every frame.
+# Decoding (keyframes-only, B-frame skipping, bounded threads) runs in-process through PyAV, whose wheel bundles
+# FFmpeg; the ffmpeg/ffprobe binaries are only the fallback for decoder: opencv (docs/sources.md).
 USER root
 RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg && rm -rf /var/lib/apt/lists/*
 COPY --from=build-edge /opt/venv /opt/venv

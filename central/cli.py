@@ -83,13 +83,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """MQTT ingest only (no HTTP): for dedicated ingest instances on a shared subscription."""
     from central.db import make_engine, make_session_factory, upgrade
-    from central.mqtt_ingest import MqttIngest
+    from central.mqtt_ingest import MqttIngest, tune_gc
 
     cfg = _load(args)
     if not args.no_migrate:
         upgrade(cfg.database_url)
     sf = make_session_factory(make_engine(cfg.database_url))
     runner = MqttIngest(cfg, session_factory=sf)
+    tune_gc()  # a dedicated ingest process: see mqtt_ingest.tune_gc
     if args.metrics_port:
         from central.clock import SystemClock
         from central.metrics import CentralMetrics, serve_metrics

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,6 +65,10 @@ from central.workflow import OPEN_STATES, apply_action, case_summary, enter_stat
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_KEEP_BYTES = 64 * 1024
+# payloads refused for their sheer size keep only their start: storing 64 KiB of each would let a flood of them turn
+# into disk writes (a 200 KB nesting bomb per message), and the first 4 KiB show what they were
+DEAD_LETTER_KEEP_BYTES_HUGE = 4 * 1024
+_HUGE_REASONS = frozenset({"oversized", "too_deep", "too_large"})
 SYSTEM_ACTOR = "system"
 
 
@@ -92,7 +97,7 @@ class _Batch:
     silences: list[Silence] = field(default_factory=list)
     case_ids: list[int] = field(default_factory=list)  # pre-allocated case ids (popped from the end)
     sqlite_next: int = 0
-    added: dict[tuple[type, Any], Any] = field(default_factory=dict)  # rows added but not flushed yet
+    added: dict[tuple[type, Any], Any] = field(default_factory=dict)  # rows added (or prefetched) in the batch
     event_rows: list[dict[str, Any]] = field(default_factory=list)  # incident_events rows for one bulk insert
     dead_rows: list[dict[str, Any]] = field(default_factory=list)  # dead_letters rows for one bulk insert
 
@@ -198,6 +203,11 @@ class IngestService:
         for r in results:
             for kind, data in r.events:
                 self.bus.publish(kind, data)
+        if log.isEnabledFor(logging.INFO):
+            dead = Counter(r.reason for r in results if r.outcome == "dead_letter")
+            if dead:  # one line per batch, not per message: a flood of bad input must not become a flood of logs
+                log.info("ingest: %d of %d messages dead-lettered: %s", sum(dead.values()), len(results),
+                         ", ".join(f"{k} {v}" for k, v in dead.most_common()))
         return results
 
     def _retry_alone(self, message: tuple[str, bytes], parsed: Parsed) -> list[IngestResult]:
@@ -266,6 +276,10 @@ class IngestService:
             self._lock_rows(session, parsed)
         stmt = select(Incident).where(Incident.incident_id.in_({m.incident_id for m in incidents}))
         batch.incidents = {i.incident_id: i for i in session.scalars(stmt)}
+        cameras = {m.camera_id for m in incidents if self._camera_cache.get(m.camera_id) != self._camera_info(m)}
+        if cameras:  # loaded at once: _touch_camera then needs no query per camera
+            for row in session.scalars(select(Camera).where(Camera.camera_id.in_(cameras))):
+                batch.added[(Camera, row.camera_id)] = row
         fresh = [m for m in incidents if m.incident_id not in batch.incidents]
         keys = {m.dedup_key for m in fresh if m.dedup_key is not None}
         if keys:
@@ -334,9 +348,10 @@ class IngestService:
     def _dead_letter(self, topic: str, payload: bytes, reason: str, detail: str, batch: _Batch) -> IngestResult:
         batch.dead_rows.append({
             "received_at": self.clock.now(), "topic": topic[:512], "reason": reason, "detail": detail,
-            "size": len(payload), "payload": payload[:DEAD_LETTER_KEEP_BYTES],
+            "size": len(payload),
+            "payload": payload[:DEAD_LETTER_KEEP_BYTES_HUGE if reason in _HUGE_REASONS else DEAD_LETTER_KEEP_BYTES],
         })
-        log.info("dead letter (%s) on %s: %s", reason, topic[:200], detail)
+        log.debug("dead letter (%s) on %s: %s", reason, topic[:200], detail)  # a summary per batch: _log_batch
         return IngestResult("dead_letter", reason=reason, detail=detail)
 
     # ------------------------------------------------------------------ incidents
@@ -424,8 +439,12 @@ class IngestService:
             if kind == "before" and case is not None and case.snapshot_sha256 is None:
                 case.snapshot_sha256 = digest
 
+    @staticmethod
+    def _camera_info(m: IncidentMessage) -> tuple[Any, ...]:
+        return m.edge_id, _cut(m.camera_name, 256), m.camera_grid_cell, m.lat, m.lon, _cut(m.camera_address, 512)
+
     def _touch_camera(self, session: Session, m: IncidentMessage, now: datetime, batch: _Batch) -> None:
-        info = (m.edge_id, _cut(m.camera_name, 256), m.camera_grid_cell, m.lat, m.lon, _cut(m.camera_address, 512))
+        info = self._camera_info(m)
         if self._camera_cache.get(m.camera_id) == info:
             return
         row = batch.get(session, Camera, m.camera_id)

@@ -228,7 +228,7 @@ class EdgeWorker:
     def _oldest_first_within_budget(self, pipelines: list[CameraPipeline]) -> list[CameraPipeline]:
         """Cameras with a frame waiting, served longest ago first, as many as fit in ``detector.batch_time_s`` of
         estimated inference (at least one): a frame then waits about one batch, never behind all 16 cameras'."""
-        waiting = sorted((p for p in pipelines if p.source.has_frame), key=lambda p: p.last_served)
+        waiting = sorted((p for p in pipelines if getattr(p.source, "has_frame", True)), key=lambda p: p.last_served)
         per_image_ms = self.stats.recent_mean("detect_per_image")
         if per_image_ms is None:
             return waiting[: self.config.detector.max_batch]  # nothing measured yet

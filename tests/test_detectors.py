@@ -26,6 +26,69 @@ def test_letterbox_round_trip():
     np.testing.assert_allclose(back, [[0, 0, 640, 480]], atol=1)
 
 
+def _old_letterbox_tensor(images, hw, stride=32):
+    """The YOLO preprocessing before LetterboxBatcher: copyMakeBorder, stacked transposed views, float32 / 255."""
+    tensors, boxes = [], []
+    th, tw = hw
+    for img in images:
+        h, w = img.shape[:2]
+        scale = min(th / h, tw / w)
+        nw, nh = round(w * scale), round(h * scale)
+        if (nw, nh) != (w, h):
+            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        top, left = round((th - nh) / 2 - 0.1), round((tw - nw) / 2 - 0.1)
+        padded = cv2.copyMakeBorder(img, top, th - nh - top, left, tw - nw - left, cv2.BORDER_CONSTANT,
+                                    value=(114, 114, 114))
+        tensors.append(padded[:, :, ::-1].transpose(2, 0, 1))
+        boxes.append((scale, left, top))
+    return np.ascontiguousarray(np.stack(tensors), dtype=np.float32) / 255.0, boxes
+
+
+@pytest.mark.parametrize("size", [(640, 640), (320, 320), (480, 640)])
+def test_one_pass_preprocessing_equals_the_old_path_on_real_frames(media_dir, size):
+    from edge.detectors.postprocess import LetterboxBatcher
+
+    frames = []
+    for name in ("crowd_plaza_1.mp4", "traffic_intersection_cctv_1.mp4", "pedestrians_campus_cctv_4.avi"):
+        cap = cv2.VideoCapture(str(media_dir / name))
+        ok, img = cap.read()
+        cap.release()
+        assert ok
+        frames.append(img)
+    frames.append(np.ascontiguousarray(frames[0][:300, :200]))  # portrait crop (a tile): pads left and right
+    old, old_boxes = _old_letterbox_tensor(frames, size)
+    batcher = LetterboxBatcher(size)
+    new, boxes = batcher(frames)
+    assert new.shape == old.shape and new.dtype == np.float32 and new.flags.c_contiguous
+    np.testing.assert_allclose(new, old, rtol=0, atol=1e-6)  # x * (1/255) vs x / 255: last-bit differences
+    assert [(b.scale, b.pad_x, b.pad_y) for b in boxes] == old_boxes
+    again, _ = batcher(frames[:2])  # reused buffers: a smaller batch after a larger one is still right
+    np.testing.assert_allclose(again, old[:2], rtol=0, atol=1e-6)
+
+
+def test_yolo_boxes_are_the_same_with_the_one_pass_preprocessing(media_dir, shared_models_dir):
+    from edge.detectors.postprocess import decode_yolo_output
+    from edge.detectors.yolo_onnx import OnnxYolo
+
+    # random weights: class scores are ~1e-4, so decode at 1e-5 to have boxes to compare
+    det = OnnxYolo(shared_models_dir / "yolo11n-untrained-640.onnx", score_threshold=1e-5, runtime="onnxruntime")
+    cap = cv2.VideoCapture(str(media_dir / "traffic_intersection_cctv_1.mp4"))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    new = det.detect(frame)
+    old_tensor, _ = _old_letterbox_tensor([frame], det.input_hw)
+    raw = det.session.run(None, {det.input_name: old_tensor})[0]
+    new_raw = det.session.run(None, {det.input_name: det._batcher([frame])[0]})[0]
+    np.testing.assert_allclose(new_raw, raw, rtol=1e-4, atol=1e-4)
+    (ref,) = decode_yolo_output(raw, det.num_classes, 1e-5, det.nms_iou, det.max_det)
+    lb = det._batcher([frame])[1][0]
+    assert len(new) == len(ref.scores) > 0
+    np.testing.assert_allclose(new.xyxy, lb.to_source(ref.xyxy), atol=1e-3)
+    np.testing.assert_allclose(new.scores, ref.scores, atol=1e-5)
+    assert new.class_ids.tolist() == ref.class_ids.astype(int).tolist()
+
+
 def test_decode_raw_and_end2end():
     raw = np.zeros((1, 6, 10), np.float32)  # 2 classes, 10 anchors
     raw[0, :, 0] = [50, 50, 20, 20, 0.9, 0.1]
@@ -45,10 +108,13 @@ def test_unknown_layout_is_a_clear_error(shape):
         decode_yolo_output(np.zeros(shape, np.float32), 80, 0.25, 0.45)
 
 
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("name", ["yolo11n-untrained-640.onnx", "yolo26n-untrained-320.onnx",
                                   "yolo26n-untrained-640-end2end.onnx"])
-def test_untrained_onnx_models_run(shared_models_dir, name):
-    det = build_detector(DetectorConfig(kind="onnx_yolo", model_path=shared_models_dir / name, score_threshold=0.01))
+def test_untrained_onnx_models_run(shared_models_dir, name, runtime):
+    det = build_detector(DetectorConfig(kind="onnx_yolo", model_path=shared_models_dir / name, score_threshold=0.01,
+                                        runtime=runtime))
+    assert det.backend.runtime == runtime
     assert det.class_names == [str(i) for i in range(80)]  # names read from the metadata
     imgs = [np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)] * 2
     out = det.detect_batch(imgs)
@@ -56,6 +122,43 @@ def test_untrained_onnx_models_run(shared_models_dir, name):
     for d in out:
         assert d.xyxy.dtype == np.float32 and (d.xyxy[:, 2] <= 640).all() and (d.xyxy[:, 3] <= 360).all()
     assert set(det.last_timings) == {"preprocess", "inference", "postprocess"}
+
+
+def test_onnx_metadata_is_read_without_a_runtime(shared_models_dir):
+    import onnxruntime as ort
+
+    from edge.detectors.yolo_onnx import onnx_metadata
+
+    for path in sorted(shared_models_dir.glob("*.onnx")):
+        expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+        assert onnx_metadata(path) == expected.custom_metadata_map
+        assert "names" in onnx_metadata(path)
+
+
+@pytest.mark.parametrize("name", ["yolo11n-untrained-640.onnx", "yolo26n-untrained-320.onnx"])
+def test_openvino_and_onnxruntime_give_the_same_boxes_on_a_real_frame(media_dir, shared_models_dir, name):
+    from edge.detectors.yolo_onnx import OnnxYolo
+
+    cap = cv2.VideoCapture(str(media_dir / "crowd_plaza_1.mp4"))
+    frames = [cap.read()[1] for _ in range(2)]
+    cap.release()
+    ort_det = OnnxYolo(shared_models_dir / name, score_threshold=1e-5, runtime="onnxruntime")
+    ov_raw = OnnxYolo(shared_models_dir / name, score_threshold=1e-5, runtime="openvino")
+    ov_2s = OnnxYolo(shared_models_dir / name, score_threshold=1e-5, runtime="openvino", streams=2)
+    assert ov_raw.class_names == ort_det.class_names and ov_raw.input_hw == ort_det.input_hw
+    a = ort_det.runner.run(ort_det._batcher(frames)[0], ort_det.dynamic_batch)
+    for ov in (ov_raw, ov_2s):
+        b = ov.runner.run(ov._batcher.uint8(frames)[0])
+        assert b.shape == a.shape
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3)  # float32 kernels differ in the last bits
+        for da, db in zip(ort_det.detect_batch(frames), ov.detect_batch(frames), strict=True):
+            assert len(da) == len(db) > 0
+            np.testing.assert_allclose(db.xyxy, da.xyxy, atol=0.05)
+
+
+def test_auto_runtime_prefers_openvino_when_installed(shared_models_dir):
+    det = build_detector(DetectorConfig(kind="onnx_yolo", model_path=shared_models_dir / "yolo26n-untrained-320.onnx"))
+    assert det.backend.runtime == "openvino"
 
 
 def test_missing_onnx_file_is_clear(tmp_path):
@@ -143,3 +246,17 @@ def test_forward_passes_are_capped_at_max_batch(media_dir):
     for a, b in zip(out, solo, strict=True):
         np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.5)
     assert (out[0].class_names == "car").sum() >= 2 and len(out[1]) > 0
+
+
+def test_bench_peer_skips_with_a_clear_message_without_ultralytics():
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if importlib.util.find_spec("ultralytics") is not None:
+        pytest.skip("ultralytics is installed here")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_peer.py"
+    out = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "ultralytics is not installed" in out.stdout

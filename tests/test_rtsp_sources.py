@@ -62,7 +62,8 @@ def test_rtsp_auto_decode_switches_to_keyframes_when_they_meet_detect_fps(rtsp_s
     source = open_source(CameraConfig(id="cam1", url=rtsp_server.url, detect_fps=1, decode="auto"))
     try:
         assert source.read(10.0) is not None, source.health
-        assert source.health.decode == "all"  # still measuring the keyframe interval
+        # still measuring the keyframe interval: PyAV skips only non-reference frames meanwhile, OpenCV decodes all
+        assert source.health.decode in ("nonref", "all")
         assert wait_for(lambda: source.health.decode == "keyframes", 8), source.health
         assert source.read(10.0) is not None, source.health
         before = source.health

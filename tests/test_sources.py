@@ -45,8 +45,9 @@ def keyframe_times(path) -> list[float]:
     return [float(p) for p, _, f in (ln.partition(",") for ln in out.splitlines()) if "K" in f]
 
 
-def test_fast_file_is_deterministic_and_samples_on_the_file_clock():
-    cam = CameraConfig(id="traffic", url=str(TRAFFIC), detect_fps=2, playback="fast")
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
+def test_fast_file_is_deterministic_and_samples_on_the_file_clock(decoder):
+    cam = CameraConfig(id="traffic", url=str(TRAFFIC), detect_fps=2, playback="fast", decoder=decoder)
     runs = []
     for delay in (0.0, 0.004):  # a slower consumer must not change what it gets
         source = CameraSource(cam, start_epoch=1_700_000_000.0)
@@ -60,7 +61,9 @@ def test_fast_file_is_deterministic_and_samples_on_the_file_clock():
         assert health.state == "finished"
         assert health.frames_dropped == 0
         assert health.frames_decoded == 909  # every frame of the clip went through grab()
-        assert health.decode == "all"  # keyframes every 4.3 s cannot serve 2 fps: auto fell back
+        # keyframes every 4.3 s cannot serve 2 fps: auto fell back (PyAV to skipping non-reference frames, of
+        # which this clip has none)
+        assert health.decode == ("nonref" if decoder == "pyav" else "all")
     first, second = ([round(f.pts, 3) for f in run] for run in runs)
     assert first == second
     assert len(first) == 61  # 0.0, 0.5, ..., 30.0 on a 30 s clip
@@ -88,6 +91,70 @@ def test_auto_decode_uses_keyframes_when_they_meet_detect_fps():
         assert min(abs(f.pts - k) for k in keys) < 0.05, f"{f.pts} is not a keyframe time"
     assert 5 <= len(frames) <= 7  # 0.2 fps over 30 s
     assert frames[0].image.shape == (480, 640, 3)
+
+
+PLAZA = clip("crowd_plaza_1.mp4")  # 1280x720, 25 fps, 341 frames, B-frames: 152 I/P frames
+CAMPUS = clip("pedestrians_campus_cctv_4.avi")  # 480x360, 10 fps, IBBP: a reference frame every 0.3 s
+
+
+def test_auto_decode_skips_b_frames_in_the_decoder_when_the_rest_meet_detect_fps():
+    source = open_source(CameraConfig(id="plaza", url=str(PLAZA), detect_fps=2, playback="fast"), start_epoch=0.0)
+    try:
+        frames = drain(source)
+    finally:
+        source.stop()
+    health = source.health
+    assert health.decode == "nonref"
+    assert health.frames_decoded == 152  # I and P frames only, not 341
+    assert 26 <= len(frames) <= 29  # still 2 fps over 13.6 s
+    steps = [b.pts - a.pts for a, b in zip(frames, frames[1:], strict=False)]
+    assert max(steps) <= 0.5 + 0.12, steps  # each sample is within one reference-frame gap of its due time
+    assert frames[0].image.shape == (720, 1280, 3)
+
+
+def test_auto_decode_goes_back_to_all_frames_when_reference_frames_are_too_sparse():
+    # 5 fps asks for a frame every 0.2 s; without B-frames this clip has one every 0.3 s
+    source = open_source(CameraConfig(id="campus", url=str(CAMPUS), detect_fps=5, playback="fast"), start_epoch=0.0)
+    try:
+        frames = drain(source, limit_s=60)
+    finally:
+        source.stop()
+    assert source.health.decode == "all"
+    assert source.health.frames_decoded >= 790
+    assert 390 <= len(frames) <= 400  # 5 fps over 79.5 s
+    assert all(b.pts > a.pts for a, b in zip(frames, frames[1:], strict=False))  # AVI: dts, not reordered pts
+
+
+def _native_threads() -> list[str]:
+    return [Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in os.listdir("/proc/self/task")]
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+def test_decoder_threads_are_bounded_per_camera(threads):
+    cam = CameraConfig(id="plaza", url=str(PLAZA), detect_fps=1, playback="realtime", decoder_threads=threads)
+    before = sum(n.startswith("av:") for n in _native_threads())
+    source = open_source(cam)
+    try:
+        assert source.read(10.0) is not None
+        names = _native_threads()
+    finally:
+        source.stop()
+    assert "gw-rd-plaza" in names  # the reader is named after its camera (top -H, per-thread CPU)
+    ffmpeg_threads = sum(n.startswith("av:") for n in names) - before
+    if threads == 1:
+        assert ffmpeg_threads == 0  # decoding runs on the reader thread itself
+    else:
+        assert ffmpeg_threads >= 2  # FFmpeg's default: a pool per camera
+
+
+def test_decode_width_scales_in_the_decoder_keeping_the_aspect_ratio():
+    cam = CameraConfig(id="plaza", url=str(PLAZA), detect_fps=1, playback="fast", decode_width=640)
+    source = open_source(cam, start_epoch=0.0)
+    try:
+        frame = source.read(10.0)
+    finally:
+        source.stop()
+    assert frame is not None and frame.image.shape == (360, 640, 3)
 
 
 def test_realtime_file_keeps_pace_with_the_file_clock():

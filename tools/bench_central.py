@@ -11,6 +11,9 @@ a spot, so they append to an open case). Figures:
 - filing latency: incidents published at a fixed rate (--rate, below capacity); for each ``opened`` event, the time
   from publish to the commit of its transaction (the ingest worker timestamps events after commit; same host clock).
 - case list: 100k cases bulk-inserted, then CaseService.list_cases (limit 50 + total count) with typical filters.
+- flood (``--phases flood``): the throughput run with ``--malformed`` of the messages malformed (default 0.5: one
+  hostile message, every kind of tests/hostile_incidents.py in turn, after each valid event); valid events/s and
+  the ingest process's RSS when ready, mid-stream and at the end.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def worker_main(config_path: str, out_path: str) -> None:
     from central.config import load_central_config
     from central.db import make_engine, make_session_factory
     from central.events import EventBus
-    from central.mqtt_ingest import MqttIngest
+    from central.mqtt_ingest import MqttIngest, tune_gc
 
     cfg = load_central_config(config_path)
     bus = EventBus()
@@ -81,14 +84,22 @@ def worker_main(config_path: str, out_path: str) -> None:
     bus.subscribe(lambda kind, data: stamps.append((data["event_id"], time.time())) if kind == "incident.event"
                   else None)
     runner = MqttIngest(cfg, session_factory=make_session_factory(make_engine(cfg.database_url)), bus=bus)
+    tune_gc()  # as gridwatch-central ingest does
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     runner.start()
     runner.wait_subscribed(10)
+    rss = [(time.time(), _rss_mb())]  # memory over the run: sampled every 0.5 s while messages are processed
     Path(out_path + ".ready").write_text("ok")
-    done.wait()
+    while not done.wait(0.5):
+        rss.append((time.time(), _rss_mb()))
     runner.stop()
-    Path(out_path).write_text(json.dumps({"stamps": stamps, "health": runner.health()}))
+    Path(out_path).write_text(json.dumps({"stamps": stamps, "health": runner.health(), "rss": rss}))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 # --------------------------------------------------------------------------- publishers
@@ -125,9 +136,14 @@ def incident_events(edge: str, spot: int, now: datetime) -> list[dict[str, Any]]
     return out
 
 
-def publish(port: int, edges: int, incidents: int, rate: float | None) -> dict[str, float]:
-    """K edge clients publish; returns {event_id: publish time} for the opened events."""
+def publish(port: int, edges: int, incidents: int, rate: float | None, malformed: float = 0.0) -> dict[str, float]:
+    """K edge clients publish; returns {event_id: publish time} for the opened events. With ``malformed`` = r, each
+    valid event is followed by a malformed message with probability r/(1-r) (r = 0.5: one each), of every kind in
+    tests/hostile_incidents.py in turn."""
+    from tests.hostile_incidents import hostile
+
     per_edge = incidents // edges
+    extra = malformed / (1 - malformed) if malformed else 0.0
     sent: dict[str, float] = {}
     lock = threading.Lock()
 
@@ -142,6 +158,8 @@ def publish(port: int, edges: int, incidents: int, rate: float | None) -> dict[s
         interval = edges / rate if rate else 0.0
         start = time.monotonic()
         infos = []
+        bad = [raw for _, _, raw in hostile(incident_events(edge, 0, now)[1])] if extra else []
+        owed = 0.0
         for i in range(per_edge):
             spot = k * 10_000 + (i if i % 3 else max(0, i - 1))  # a third repeat the previous spot
             for p in incident_events(edge, spot, now):
@@ -150,6 +168,10 @@ def publish(port: int, edges: int, incidents: int, rate: float | None) -> dict[s
                 if p["event"] == "opened":
                     with lock:
                         sent[p["event_id"]] = t
+                owed += extra
+                while owed >= 1:
+                    owed -= 1
+                    infos.append(c.publish(f"gridwatch/v1/{edge}/incidents", bad[len(infos) % len(bad)], qos=1))
             if interval:
                 delay = start + (i + 1) * interval - time.monotonic()
                 if delay > 0:
@@ -173,7 +195,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float | None, batch_max: int = 200,
-               drain: bool = False, instances: int = 1) -> dict[str, Any]:
+               drain: bool = False, instances: int = 1, malformed: float = 0.0) -> dict[str, Any]:
     """Publish while the ingest runs; with ``drain`` publish first (queued by the broker for central's persistent
     sessions) and then start the ingest, so it has the CPU to itself. ``instances`` > 1 runs that many ingest
     processes on a shared subscription."""
@@ -214,7 +236,7 @@ def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float 
         if drain:
             stop(procs)
         t0 = time.time()
-        sent = publish(port, edges, incidents, rate)
+        sent = publish(port, edges, incidents, rate, malformed)
         publish_s = time.time() - t0
         if drain:
             procs = start_workers()
@@ -247,11 +269,14 @@ def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float 
         broker.terminate()
         broker.wait(10)
     stamps: dict[str, float] = {}
-    batches = 0
+    batches = dead = 0
+    rss: list[list[float]] = []
     for out in outs:
         data = json.loads(Path(out).read_text())
         stamps.update(dict(data["stamps"]))
         batches += data["health"]["batches"]
+        dead += data["health"]["dead_letters"]
+        rss = rss or data.get("rss", [])
     times = sorted(stamps.values())
     lat = [(stamps[e] - t) * 1000 for e, t in sent.items() if e in stamps]
     return {
@@ -259,7 +284,9 @@ def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float 
         "events_per_s": round((len(times) - 1) / (times[-1] - times[0]), 1) if len(times) > 1 else 0.0,
         "latency_ms_median": round(statistics.median(lat), 1) if lat else None,
         "latency_ms_p99": round(pct(lat, 0.99), 1) if lat else None,
-        "batches": batches,
+        "batches": batches, "dead_letters": dead,
+        # RSS of the (first) ingest process: when it was ready, in the middle of the stream and at the end
+        "rss_mb": [rss[0][1], rss[len(rss) // 2][1], rss[-1][1]] if rss else None,
     }
 
 
@@ -355,7 +382,10 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--batch-max", type=int, default=200, help="mqtt.batch_max of the ingest")
     ap.add_argument("--instances", type=int, default=1, help="ingest processes on a shared subscription")
-    ap.add_argument("--phases", default="throughput,drain,latency,caselist")
+    ap.add_argument("--phases", default="throughput,drain,latency,caselist",
+                    help="throughput, drain, latency, caselist, flood (throughput with --malformed of the messages "
+                         "malformed, default half)")
+    ap.add_argument("--malformed", type=float, default=0.5, help="flood phase: share of malformed messages")
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -375,7 +405,15 @@ def main() -> None:
                         r = run_ingest(url, Path(tmp), args.edges, args.incidents, None, args.batch_max,
                                        instances=args.instances)
                         print(f"[{backend}] sustained ingest: {r['events']}/{r['expected']} events, "
-                              f"{r['events_per_s']} events/s ({r['batches']} commits; publish took {r['publish_s']} s)")
+                              f"{r['events_per_s']} events/s ({r['batches']} commits; publish took {r['publish_s']} s; "
+                              f"ingest RSS ready/middle/end {r['rss_mb']} MiB)")
+                    elif phase == "flood":
+                        r = run_ingest(url, Path(tmp), args.edges, args.incidents, None, args.batch_max,
+                                       instances=args.instances, malformed=args.malformed)
+                        print(f"[{backend}] ingest with {args.malformed:.0%} malformed messages: {r['events']}/"
+                              f"{r['expected']} valid events, {r['events_per_s']} valid events/s, "
+                              f"{r['dead_letters']} dead letters ({r['batches']} commits); ingest RSS ready/middle/end "
+                              f"{r['rss_mb']} MiB")
                     elif phase == "drain":
                         r = run_ingest(url, Path(tmp), args.edges, args.incidents, None, args.batch_max, drain=True,
                                        instances=args.instances)

@@ -4,6 +4,16 @@
     .venv/bin/python tools/bench_edge.py --cameras 4 --seconds 60 --source rtsp   # the clips over a real RTSP server
     .venv/bin/python tools/bench_edge.py --cameras 1 --seconds 60 --mqtt      # + rules/incidents → Mosquitto, latency
     .venv/bin/python tools/bench_edge.py --cameras 16 --detect-fps 1 --tiling --source rtsp   # IP-camera-like
+    .venv/bin/python tools/bench_edge.py --cameras 16 --detector yolo --model yolo26n-untrained-320.onnx
+    .venv/bin/python tools/bench_edge.py --capacity --detector ssd          # cameras per box at 1 fps
+    .venv/bin/python tools/bench_edge.py --cameras 16 --camera '{motion_gate: {enabled: true}}'  # any camera keys
+
+``decode`` CPU counts every thread that decodes: the readers (named gw-rd-<camera>) and FFmpeg's own decoder threads
+(named av:<codec>:<n> by FFmpeg), per-thread CPU from /proc/self/task, plus threads that ended during the run (the
+process total minus the live threads: FFmpeg's decoder threads end with their capture whenever a looping file is
+reopened) and ffmpeg child processes. ``--capacity``
+finds the largest number of cameras for which every camera gets at least 95 % of the detect fps it asks for
+(1 fps unless --detect-fps is given), in realtime playback.
 
 Cameras replay the sample clips in real time (looping), like live cameras. Prints, per stage, median and
 p95 ms; analysed frames/s in total; CPU% and peak RSS (with the RSS trend to show memory stays flat);
@@ -17,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import socket
 import statistics
@@ -25,20 +36,24 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 import psutil
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge.config import EdgeConfig, TilingConfig, parse_config  # noqa: E402
 from edge.detectors import build_detector  # noqa: E402
+from edge.sources.camera import READER_THREAD_PREFIX  # noqa: E402
 from edge.worker import EdgeWorker  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media"
+MODELS = ROOT.parent / "shared" / "models"
 CLIPS = [
     "traffic_intersection_cctv_1.mp4",
     "street_parking_residential_1.mp4",
@@ -69,16 +84,18 @@ BENCH_ZONES = {
 
 
 def build_config(n: int, urls: list[str], detect_fps: float, workdir: Path, mqtt_port: int | None,
-                 tiling: bool = False, decode: str = "auto") -> EdgeConfig:
+                 tiling: bool = False, decode: str = "auto", detector: dict | None = None,
+                 camera_extra: dict | None = None, playback: str = "realtime") -> EdgeConfig:
     cams = []
     for i in range(n):
         clip = CLIPS[i % len(CLIPS)]
         cams.append({
             "id": f"bench-{i:02d}", "url": urls[i % len(urls)], "detect_fps": detect_fps,
-            "playback": "realtime", "loop": True, "zones": BENCH_ZONES[clip], "decode": decode,
-            **({"tiling": {"enabled": True}} if tiling else {}),
+            "playback": playback, "loop": True, "zones": BENCH_ZONES[clip], "decode": decode,
+            **({"tiling": {"enabled": True}} if tiling else {}), **(camera_extra or {}),
         })
     doc = {
+        "detector": detector or {},
         "edge_id": "edge-bench",
         "outbox": {"path": str(workdir / "outbox.sqlite")},
         "snapshots": {"dir": str(workdir / "snapshots")},
@@ -153,22 +170,234 @@ def detector_only(detector, frames: list[np.ndarray], batch_sizes: list[int], se
     return done / (time.perf_counter() - start)
 
 
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """{tid: (thread name, user+system CPU seconds)} for every thread of this process, from /proc."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)  # utime, stime
+    return out
+
+
+def own_cpu() -> float:
+    """User+system CPU seconds of this process (every thread, ended ones included), not its children."""
+    t = os.times()
+    return t.user + t.system
+
+
+def children_cpu(proc: psutil.Process) -> float:
+    total = 0.0
+    for child in proc.children(recursive=True):
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def cpu_by_role(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per role between two thread_cpu() snapshots: readers (gw-rd-*), FFmpeg's own decoder threads
+    (FFmpeg names them av:<codec>:<n>; only the readers' decoders use FFmpeg in this process), the rest."""
+    roles = {"readers": 0.0, "ffmpeg_threads": 0.0, "other": 0.0}
+    for tid, (name, cpu) in after.items():
+        used = max(0.0, cpu - before.get(tid, (name, 0.0))[1])
+        role = "readers" if name.startswith(READER_THREAD_PREFIX) else "ffmpeg_threads" if name.startswith("av:") \
+            else "other"
+        roles[role] += used
+    roles["decode"] = roles["readers"] + roles["ffmpeg_threads"]
+    return roles
+
+
+def detector_section(args: argparse.Namespace) -> dict:
+    if args.detector == "ssd":
+        return {}
+    model = Path(args.model)
+    if not model.is_file():
+        model = MODELS / args.model
+    section = {"kind": "onnx_yolo", "model_path": str(model)}
+    if args.runtime != "auto":
+        section["runtime"] = args.runtime
+    return section
+
+
+def run_bench(args: argparse.Namespace, n: int, urls: list[str], workdir: Path, mqtt_port: int | None,
+              compare: bool = True) -> dict:
+    """One run of ``n`` cameras: warm-up, then ``args.seconds`` measured; detector-only afterwards if ``compare``."""
+    cfg = build_config(n, urls, args.detect_fps, workdir, mqtt_port, args.tiling, args.decode,
+                       detector_section(args), args.camera, args.playback)
+    if args.max_batch:
+        cfg.detector.max_batch = args.max_batch
+    detector = build_detector(cfg.detector)
+    publisher, ack_latency = None, []
+    pending_capture: dict[str, float] = {}
+    if mqtt_port:
+        from edge.mqtt import EdgePublisher
+
+        def on_ack(entry: dict) -> None:
+            captured = pending_capture.pop(entry.get("event_id", ""), None)
+            if captured is not None:
+                ack_latency.append((time.monotonic() - captured) * 1000)
+
+        publisher = EdgePublisher(cfg, on_ack=on_ack)
+    worker = EdgeWorker(cfg, publisher=publisher, detector=detector)
+    worker.on_event_queued = lambda event_id, captured: pending_capture.__setitem__(event_id, captured)
+    batch_sizes: list[int] = []
+    orig_process = worker._process
+
+    def process(batch):  # record batch sizes for the detector-only comparison
+        batch_sizes.append(len(batch))
+        orig_process(batch)
+
+    worker._process = process
+    proc = psutil.Process()
+    worker.start()
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    time.sleep(args.warmup)
+    worker.stats.reset()
+    frames0 = worker.counters["frames_analyzed"]
+    per_camera0 = {cid: p.frames_analyzed for cid, p in worker.pipelines.items()}
+    ack_latency.clear()
+    batch_sizes.clear()
+    proc.cpu_percent(None)
+    psutil.cpu_percent(None)
+    threads0, children0, own0 = thread_cpu(), children_cpu(proc), own_cpu()
+    rss = []
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < args.seconds:
+        time.sleep(1.0)
+        rss.append(proc.memory_info().rss / 2**20)
+    elapsed = time.perf_counter() - t0
+    cpu = proc.cpu_percent(None)
+    machine_cpu = psutil.cpu_percent(None) * psutil.cpu_count()  # incl. ffmpeg children and RTSP servers
+    roles = cpu_by_role(threads0, thread_cpu())
+    # threads that ended during the run (FFmpeg's decoder threads die with their capture when a looping file or a
+    # reconnecting stream is reopened) are missing from the last snapshot: the process total minus the live threads
+    roles["exited_threads"] = max(0.0, own_cpu() - own0 - roles["readers"] - roles["ffmpeg_threads"] - roles["other"])
+    roles["children"] = max(0.0, children_cpu(proc) - children0)  # ffmpeg keyframe pipes, if any
+    roles["decode"] += roles["exited_threads"] + roles["children"]
+    analysed = worker.counters["frames_analyzed"] - frames0
+    shares = {cid: round((p.frames_analyzed - per_camera0.get(cid, 0)) / elapsed / args.detect_fps, 3)
+              for cid, p in worker.pipelines.items()}
+    per_camera = sorted(shares.values())
+    stages = worker.stats.summary()
+    health = worker.health()
+    counters = dict(worker.counters)
+    worker.stop()
+    runner.join(timeout=10)
+    worker.close()
+
+    pipeline_fps = analysed / elapsed
+    det_fps = None
+    if compare:
+        det_fps = detector_only(detector, sample_frames(), batch_sizes, min(args.seconds, 20),
+                                TilingConfig(enabled=True) if args.tiling else None)
+    decoded = sum(h.get("frames_decoded", 0) for h in health)
+    dropped = sum(h.get("frames_dropped", 0) for h in health)
+    result = {
+        "cameras": n, "seconds": round(elapsed, 1), "source": args.source, "playback": args.playback,
+        "detector": detector.name, "runtime": getattr(detector.backend, "runtime", "opencv-dnn"),
+        "detect_fps_per_camera": args.detect_fps, "stages": stages,
+        "analysed_fps": round(pipeline_fps, 2), "detector_only_fps": round(det_fps, 2) if det_fps else None,
+        "demand_fps": n * args.detect_fps,
+        "ratio": round(pipeline_fps / det_fps, 3) if det_fps else None,
+        # when the cameras ask for less than the detector can do, compare with what they asked for
+        "ratio_to_achievable": round(pipeline_fps / min(det_fps, n * args.detect_fps), 3) if det_fps else None,
+        "per_camera_share_of_asked": {"min": round(per_camera[0], 3),
+                                      "median": round(per_camera[len(per_camera) // 2], 3), "each": shares},
+        "mean_batch": round(statistics.mean(batch_sizes), 2) if batch_sizes else 0,
+        "cpu_percent": round(cpu, 1), "machine_cpu_percent": round(machine_cpu, 1),
+        "decode_cpu_percent": round(roles["decode"] / elapsed * 100, 1),
+        "decode_cpu_split_percent": {k: round(roles[k] / elapsed * 100, 1)
+                                     for k in ("readers", "ffmpeg_threads", "exited_threads", "children")},
+        "decode_cpu_ms_per_analysed_frame": round(roles["decode"] * 1000 / analysed, 1) if analysed else None,
+        "other_cpu_percent": round(roles["other"] / elapsed * 100, 1),
+        "peak_rss_mb": round(max(rss), 1),
+        "rss_first_10s_mb": round(statistics.mean(rss[:10]), 1),
+        "rss_last_10s_mb": round(statistics.mean(rss[-10:]), 1),
+        # mean RSS of each tenth of the run: a leak climbs steadily, allocator warm-up levels off
+        "rss_trend_mb": [round(float(part.mean()), 1) for part in np.array_split(np.array(rss), 10) if len(part)],
+        "decode_modes": dict(Counter(h.get("decode", "all") for h in health)),
+        "frames_decoded": decoded, "frames_dropped_latest_only": dropped,
+        "incidents": {k: v for k, v in counters.items() if k.startswith("incident_")},
+        "detector_skipped": counters.get("detector_skipped", 0),
+    }
+    if ack_latency:
+        result["capture_to_puback_ms"] = {
+            "count": len(ack_latency), "median": round(float(np.median(ack_latency)), 1),
+            "p95": round(float(np.percentile(ack_latency, 95)), 1),
+        }
+    return result
+
+
+def capacity(args: argparse.Namespace, urls: list[str], workdir: Path) -> dict:
+    """Largest N for which every camera gets >= 95 % of its asked detect fps (realtime playback)."""
+    def ok(n: int) -> bool:
+        r = run_bench(args, n, urls, workdir, None, compare=False)
+        share = r["per_camera_share_of_asked"]
+        good = share["min"] >= 0.95
+        print(f"  {n:>3} cameras: per-camera share of asked fps min {share['min']:.2f} median {share['median']:.2f}, "
+              f"analysed {r['analysed_fps']} frames/s, decode {r['decode_cpu_percent']}% of a core, "
+              f"CPU {r['cpu_percent']}% -> {'ok' if good else 'short'}", flush=True)
+        tried[n] = r
+        return good
+
+    tried: dict[int, dict] = {}
+    good, bad = 0, None
+    n = args.capacity_start
+    while bad is None and n <= args.capacity_max:
+        if ok(n):
+            good, n = n, n * 2
+        else:
+            bad = n
+    if bad is None:
+        return {"cameras_per_box": good, "note": f"not saturated at {good}", "runs": tried}
+    while bad - good > max(1, good // 8):  # bisect to within an eighth
+        mid = (good + bad) // 2
+        if ok(mid):
+            good = mid
+        else:
+            bad = mid
+    return {"cameras_per_box": good, "first_short": bad, "runs": tried}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cameras", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--detect-fps", type=float, default=5.0,
-                    help="per camera; the default asks for more than 2 cores can detect, so the ratio is meaningful")
+    ap.add_argument("--detect-fps", type=float, default=None,
+                    help="per camera; default 5 (more than 2 cores can detect, so the ratio is meaningful), "
+                    "1 with --capacity")
     ap.add_argument("--source", choices=["file", "rtsp"], default="file")
+    ap.add_argument("--playback", choices=["realtime", "fast"], default="realtime",
+                    help="files: realtime (like live cameras) or fast (as fast as decoding allows)")
+    ap.add_argument("--detector", choices=["ssd", "yolo"], default="ssd")
+    ap.add_argument("--model", default="yolo26n-untrained-320.onnx",
+                    help="--detector yolo: an ONNX file, or a name in ../shared/models")
+    ap.add_argument("--runtime", choices=["auto", "onnxruntime", "openvino"], default="auto")
+    ap.add_argument("--camera", type=yaml.safe_load, default=None,
+                    help="YAML mapping merged into every camera, e.g. '{decoder_threads: 1}'")
     ap.add_argument("--mqtt", action="store_true", help="publish incidents to a local Mosquitto; report latency")
     ap.add_argument("--tiling", action="store_true", help="2x2 tiling on every camera (about 5x the inference)")
     ap.add_argument("--decode", choices=["auto", "all", "keyframes"], default="auto",
                     help="camera decode mode; auto uses keyframes-only where the stream's GOP allows it")
     ap.add_argument("--max-batch", type=int, help="detector.max_batch (images per forward pass); default: config's")
+    ap.add_argument("--capacity", action="store_true", help="search the cameras-per-box figure (see above)")
+    ap.add_argument("--capacity-start", type=int, default=4)
+    ap.add_argument("--capacity-max", type=int, default=128)
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     ap.add_argument("--log", default="WARNING", help="log level for the worker (INFO shows decode decisions)")
     args = ap.parse_args()
+    if args.detect_fps is None:
+        args.detect_fps = 1.0 if args.capacity else 5.0
     logging.basicConfig(level=args.log.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     workdir = Path(tempfile.mkdtemp(prefix="gw-bench-"))
@@ -177,91 +406,18 @@ def main() -> int:
         urls = [str(MEDIA / c) for c in CLIPS]
         if args.source == "rtsp":
             servers, urls = start_rtsp(workdir)
-        mqtt_port = None
-        if args.mqtt:
-            broker, mqtt_port = start_mosquitto(workdir)
-        cfg = build_config(args.cameras, urls, args.detect_fps, workdir, mqtt_port, args.tiling, args.decode)
-        if args.max_batch:
-            cfg.detector.max_batch = args.max_batch
-        detector = build_detector(cfg.detector)
-        publisher, ack_latency = None, []
-        pending_capture: dict[str, float] = {}
-        if args.mqtt:
-            from edge.mqtt import EdgePublisher
-
-            def on_ack(entry: dict) -> None:
-                captured = pending_capture.pop(entry.get("event_id", ""), None)
-                if captured is not None:
-                    ack_latency.append((time.monotonic() - captured) * 1000)
-
-            publisher = EdgePublisher(cfg, on_ack=on_ack)
-        worker = EdgeWorker(cfg, publisher=publisher, detector=detector)
-        worker.on_event_queued = lambda event_id, captured: pending_capture.__setitem__(event_id, captured)
-        batch_sizes: list[int] = []
-        orig_process = worker._process
-
-        def process(batch):  # record batch sizes for the detector-only comparison
-            batch_sizes.append(len(batch))
-            orig_process(batch)
-
-        worker._process = process
-        proc = psutil.Process()
-        worker.start()
-        runner = threading.Thread(target=worker.run, daemon=True)
-        runner.start()
-        time.sleep(args.warmup)
-        worker.stats.reset()
-        frames0 = worker.counters["frames_analyzed"]
-        batch_sizes.clear()
-        proc.cpu_percent(None)
-        psutil.cpu_percent(None)
-        rss = []
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < args.seconds:
-            time.sleep(1.0)
-            rss.append(proc.memory_info().rss / 2**20)
-        elapsed = time.perf_counter() - t0
-        cpu = proc.cpu_percent(None)
-        machine_cpu = psutil.cpu_percent(None) * psutil.cpu_count()  # incl. ffmpeg children and RTSP servers
-        analysed = worker.counters["frames_analyzed"] - frames0
-        stages = worker.stats.summary()
-        health = worker.health()
-        worker.stop()
-        runner.join(timeout=10)
-        worker.close()
-
-        pipeline_fps = analysed / elapsed
-        frames = sample_frames()
-        det_fps = detector_only(detector, frames, batch_sizes, min(args.seconds, 20),
-                                TilingConfig(enabled=True) if args.tiling else None)
-        decoded = sum(h.get("frames_decoded", 0) for h in health)
-        dropped = sum(h.get("frames_dropped", 0) for h in health)
-        result = {
-            "cameras": args.cameras, "seconds": round(elapsed, 1), "source": args.source,
-            "detect_fps_per_camera": args.detect_fps, "stages": stages,
-            "analysed_fps": round(pipeline_fps, 2), "detector_only_fps": round(det_fps, 2),
-            "demand_fps": args.cameras * args.detect_fps,
-            "ratio": round(pipeline_fps / det_fps, 3) if det_fps else None,
-            # when the cameras ask for less than the detector can do, compare with what they asked for
-            "ratio_to_achievable": round(pipeline_fps / min(det_fps, args.cameras * args.detect_fps), 3)
-            if det_fps else None,
-            "mean_batch": round(statistics.mean(batch_sizes), 2) if batch_sizes else 0,
-            "cpu_percent": round(cpu, 1), "machine_cpu_percent": round(machine_cpu, 1),
-            "peak_rss_mb": round(max(rss), 1),
-            "rss_first_10s_mb": round(statistics.mean(rss[:10]), 1),
-            "rss_last_10s_mb": round(statistics.mean(rss[-10:]), 1),
-            # mean RSS of each tenth of the run: a leak climbs steadily, allocator warm-up levels off
-            "rss_trend_mb": [round(float(part.mean()), 1) for part in np.array_split(np.array(rss), 10) if len(part)],
-            "decode_modes": {m: sum(1 for h in health if h.get("decode") == m) for m in ("all", "keyframes")},
-            "frames_decoded": decoded, "frames_dropped_latest_only": dropped,
-            "incidents": {k: v for k, v in worker.counters.items() if k.startswith("incident_")},
-        }
-        if ack_latency:
-            result["capture_to_puback_ms"] = {
-                "count": len(ack_latency), "median": round(float(np.median(ack_latency)), 1),
-                "p95": round(float(np.percentile(ack_latency, 95)), 1),
-            }
-        print_report(result)
+        if args.capacity:
+            result = capacity(args, urls, workdir)
+            print(f"\n== cameras per box ({args.detector}{' ' + args.model if args.detector == 'yolo' else ''}, "
+                  f"{args.detect_fps:g} fps asked, {args.seconds:g} s per try, source={args.source}): "
+                  f"{result['cameras_per_box']} "
+                  f"({result.get('note') or 'first short at ' + str(result['first_short'])})")
+        else:
+            mqtt_port = None
+            if args.mqtt:
+                broker, mqtt_port = start_mosquitto(workdir)
+            result = run_bench(args, args.cameras, urls, workdir, mqtt_port)
+            print_report(result)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
         return 0
@@ -274,8 +430,8 @@ def main() -> int:
 
 
 def print_report(r: dict) -> None:
-    print(f"\n== GridWatch edge benchmark: {r['cameras']} camera(s), {r['seconds']} s, source={r['source']}, "
-          f"detect {r['detect_fps_per_camera']} fps/camera ==")
+    print(f"\n== GridWatch edge benchmark: {r['cameras']} camera(s), {r['seconds']} s, source={r['source']} "
+          f"({r['playback']}), {r['detector']} on {r['runtime']}, detect {r['detect_fps_per_camera']} fps/camera ==")
     print(f"{'stage':<22}{'count':>8}{'median ms':>12}{'p95 ms':>10}")
     for stage, s in sorted(r["stages"].items()):
         print(f"{stage:<22}{s['count']:>8}{s['median_ms']:>12.2f}{s['p95_ms']:>10.2f}")
@@ -283,6 +439,13 @@ def print_report(r: dict) -> None:
     print(f"detector-only frames/s, same frames and batch sizes: {r['detector_only_fps']}")
     print(f"ratio pipeline / detector-only: {r['ratio']}   (cameras ask for {r['demand_fps']:g} frames/s; "
           f"pipeline / min(asked, detector-only) = {r['ratio_to_achievable']})")
+    share = r["per_camera_share_of_asked"]
+    print(f"per camera, share of the asked fps: min {share['min']}, median {share['median']}; "
+          f"detector skipped (motion gate) {r['detector_skipped']} frames")
+    print(f"decode CPU (readers + FFmpeg decoder threads + ffmpeg children): {r['decode_cpu_percent']}% of a core "
+          f"({r['decode_cpu_split_percent']}), "
+          f"{r['decode_cpu_ms_per_analysed_frame']} ms per analysed frame; rest of the process "
+          f"{r['other_cpu_percent']}%")
     print(f"CPU: {r['cpu_percent']}% this process, {r['machine_cpu_percent']}% whole machine  "
           f"peak RSS: {r['peak_rss_mb']} MiB  "
           f"(RSS first 10 s {r['rss_first_10s_mb']} MiB → last 10 s {r['rss_last_10s_mb']} MiB)")

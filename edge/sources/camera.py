@@ -143,6 +143,11 @@ class CameraSource:
         return self._slot.take(timeout)
 
     @property
+    def has_frame(self) -> bool:
+        """A sampled frame is waiting to be read (``read(0)`` would return it)."""
+        return not self._slot.empty
+
+    @property
     def finished(self) -> bool:
         """A non-looping file reached its end and every sampled frame was consumed."""
         return self._ended and self._slot.empty
