@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -221,31 +220,6 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(db_url: str, tm
         engine.dispose()
 
 
-class _GateProxy(TcpProxy):
-    """TcpProxy that counts the connections it refused while cut."""
-
-    refused = 0
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            if self._cut.is_set():
-                self.refused += 1
-                conn.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=2)
-            except OSError:
-                conn.close()
-                continue
-            with self._lock:
-                self._pairs.append((conn, upstream))
-            threading.Thread(target=self._pump, args=(conn, upstream), daemon=True).start()
-
-
 def test_ingest_announces_readiness_only_once_subscribed(tmp_path: Path, mosquitto: Any) -> None:
     """The cause of the SIGKILL test's lost events: ``gridwatch-central ingest`` printed "ingesting from" right after
     starting the network thread, before the broker had acknowledged the subscription. On a first start there is no
@@ -256,7 +230,7 @@ def test_ingest_announces_readiness_only_once_subscribed(tmp_path: Path, mosquit
 
     url = f"sqlite:///{tmp_path / 'ready.db'}"
     upgrade(url)
-    proxy = _GateProxy(mosquitto.host, mosquitto.port)
+    proxy = TcpProxy(mosquitto.host, mosquitto.port)
     proxy.cut()  # refuse connections until the ingest has knocked, then open 1.5 s later
 
     def open_gate() -> None:
