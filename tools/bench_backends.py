@@ -24,32 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge.detectors.yolo_onnx import OnnxYolo  # noqa: E402
+from tools.bench_edge import sample_frames  # noqa: E402
 
 MODELS = ROOT.parent / "shared" / "models"
-MEDIA = ROOT.parent / "shared" / "media"
 CLIPS = ["crowd_plaza_1.mp4", "traffic_intersection_cctv_1.mp4", "pedestrians_campus_cctv_4.avi"]
 VARIANTS = ["ort-before", "ort", "openvino", "openvino-2s"]
-
-
-def frames(per_clip: int = 4) -> list[np.ndarray]:
-    out = []
-    for clip in CLIPS:
-        cap = cv2.VideoCapture(str(MEDIA / clip))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 100
-        for k in range(per_clip):
-            cap.set(cv2.CAP_PROP_POS_FRAMES, int(k * total / per_clip))
-            ok, img = cap.read()
-            if ok:
-                out.append(img)
-        cap.release()
-    return out
 
 
 def build(variant: str, model: Path) -> OnnxYolo:
@@ -80,7 +63,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--frames", type=int, default=12, help="frames per variant per round")
     args = ap.parse_args()
-    imgs = frames()
+    imgs = sample_frames(4, CLIPS)
     print(f"{os.cpu_count()} CPUs; {len(imgs)} real frames; {args.rounds} interleaved rounds of {args.frames} frames")
     print(f"{'model':<36}{'batch':>6}  {'variant':<12}{'wall ms/frame':>14}{'CPU ms/frame':>13}"
           f"{'preprocess ms':>14}{'frames/s':>9}{'vs first':>9}")

@@ -142,9 +142,10 @@ def start_rtsp(workdir: Path) -> tuple[list, list[str]]:
     return servers, urls
 
 
-def sample_frames(per_clip: int = 8) -> list[np.ndarray]:
+def sample_frames(per_clip: int = 8, clips: list[str] | None = None) -> list[np.ndarray]:
+    """Frames spread evenly over each clip (by frame index), for detector-only timings."""
     frames = []
-    for clip in CLIPS:
+    for clip in clips or CLIPS:
         cap = cv2.VideoCapture(str(MEDIA / clip))
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 200
         for k in range(per_clip):
