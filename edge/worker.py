@@ -123,10 +123,7 @@ class EdgeWorker:
         for p in self.pipelines.values():
             p.source.stop()
             # We stop watching: open incidents close (close_reason "shutdown") so central's view stays true.
-            ts = getattr(p.engine, "last_timestamp", None) or time.time()
-            for event in p.engine.flush(ts):
-                self.counters[f"incident_{event.event}"] += 1
-                self._evidence.put((p, event, None, time.monotonic()))
+            self._close_open_incidents(p, "shutdown")
         self._evidence.put(None)
         if self._evidence_thread:
             self._evidence_thread.join(timeout=10)
@@ -162,14 +159,9 @@ class EdgeWorker:
             self._close_open_incidents(p, reason)
 
     def _close_open_incidents(self, p: CameraPipeline, reason: str) -> None:
-        """Queue a ``closed`` event for every open incident of ``p`` (and any events the engine still holds from a
-        zone change), through the evidence thread like every other event so per-incident order is kept."""
-        engine = p.engine
-        ts = getattr(engine, "last_timestamp", None) or time.time()
-        events = list(getattr(engine, "_pending", []))  # zone_removed closes not yet emitted by an update
-        engine._pending = []
-        for rule in engine.rules.values():
-            events += rule.close_all(ts, reason)
+        """Queue the engine's closing events (RuleEngine.flush) through the evidence thread like every other
+        event, so per-incident order is kept."""
+        events = p.engine.flush(p.engine.last_timestamp or time.time(), reason)
         for event in events:
             self.counters[f"incident_{event.event}"] += 1
             self._evidence.put((p, event, None, time.monotonic()))

@@ -107,11 +107,12 @@ class RuleEngine:
             else:
                 self.rules[key] = self._new_rule(zone)
 
-    def flush(self, timestamp: float) -> list[IncidentEvent]:
-        """Shutdown: close every open incident (``close_reason: shutdown``) and return those events."""
+    def flush(self, timestamp: float, reason: str = "shutdown") -> list[IncidentEvent]:
+        """We stop watching (shutdown, camera removed or reconfigured): the events still held from a zone change,
+        then a ``closed`` event (``close_reason`` = ``reason``) for every open incident."""
         events, self._pending = self._pending, []
         for rule in self.rules.values():
-            events += rule.close_all(timestamp, "shutdown")
+            events += rule.close_all(timestamp, reason)
         return events
 
     def open_incident_count(self) -> int:
