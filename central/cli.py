@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import signal
@@ -21,6 +20,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from central.config import CentralConfig, CentralConfigError, load_central_config
+from edge.logs import ENV_VAR, FORMATS, configure_logging
 
 _REL = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -75,8 +75,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         upgrade(cfg.database_url)
     app = create_app(cfg, start_ingest=not args.no_ingest, start_escalation=True)
     # An open SSE stream would otherwise hold shutdown forever: give clients 5 s, then close them.
+    # log_config=None: uvicorn's loggers go to the root handler set up in main (text or JSON, redacted)
     uvicorn.run(app, host=args.host or cfg.http_host, port=args.port or cfg.http_port, log_level="info",
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, log_config=None)
     return 0
 
 
@@ -272,6 +273,8 @@ def _redact(url: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gridwatch-central", description=__doc__.split("\n")[0])
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-format", choices=FORMATS, default=None,
+                   help=f"text (default) or json: one JSON object per line (also ${ENV_VAR})")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
@@ -344,7 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        configure_logging(args.log_level, args.log_format)
+    except ValueError as e:  # $GRIDWATCH_LOG_FORMAT set to something else
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args))
     except CentralConfigError as e:

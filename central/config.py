@@ -79,6 +79,10 @@ class CentralMqttConfig(Strict):
         base = f"{self.topic_prefix}/+/incidents"
         return f"$share/{self.shared_group}/{base}" if self.shared_group else base
 
+    def frame_topic(self) -> str:
+        """Live frames, never shared: every instance gets the retained ones on subscribing."""
+        return f"{self.topic_prefix}/+/cameras/+/frame"
+
     def topics(self) -> list[str]:
         """All subscriptions: incidents (shared when configured), plus status, heartbeat and crowd."""
         out = [self.incident_topic()]
@@ -248,6 +252,19 @@ class ApiConfig(Strict):
         return None if v == "" else v
 
 
+class LiveFramesConfig(Strict):
+    """The edges' live frames (<prefix>/<edge>/cameras/<camera>/frame): the newest per camera, kept on disk for the
+    zone editor and the cameras page. Every central instance subscribes (not shared: retained messages are not
+    delivered on shared subscriptions) and writes the same files, atomically."""
+
+    enabled: bool = True
+    dir: Path | None = Field(None, description="Where the frames are kept; default <evidence_dir>/live-frames.")
+    max_bytes: int = Field(500_000, ge=10_000, le=5_000_000, description="Largest JPEG accepted (decoded bytes).")
+
+    def directory(self, evidence_dir: Path) -> Path:
+        return self.dir if self.dir is not None else Path(evidence_dir) / "live-frames"
+
+
 class CentralConfig(Strict):
     database_url: str = "sqlite:///var/central/gridwatch.db"
     mqtt: CentralMqttConfig = CentralMqttConfig()
@@ -255,6 +272,7 @@ class CentralConfig(Strict):
     max_payload_bytes: int = Field(2_000_000, ge=1_000)
     max_upload_bytes: int = Field(10_000_000, ge=1_000)
     max_snapshot_bytes: int = Field(1_000_000, ge=1_000, description="Decoded inline snapshot limit.")
+    live_frames: LiveFramesConfig = LiveFramesConfig()
     timezone: str = "Asia/Shanghai"
     calendar: WorkingCalendarConfig = WorkingCalendarConfig()
     categories: list[CategoryConfig] = Field(default_factory=default_categories)
@@ -347,6 +365,7 @@ def resolve_relative_paths(cfg: CentralConfig, base: Path) -> None:
         if file_part and file_part != ":memory:" and not file_part.startswith("/"):
             cfg.database_url = prefix + str(fix(Path(file_part))) + sep + query
     cfg.evidence_dir = fix(cfg.evidence_dir)  # type: ignore[assignment]
+    cfg.live_frames.dir = fix(cfg.live_frames.dir)
     cfg.zone_config_path = fix(cfg.zone_config_path)
     tls = cfg.mqtt.tls
     tls.ca_file, tls.cert_file, tls.key_file = fix(tls.ca_file), fix(tls.cert_file), fix(tls.key_file)

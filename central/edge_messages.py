@@ -1,4 +1,4 @@
-"""Validation of the edge's live messages — status, heartbeat, crowd figure — before they touch the database.
+"""Validation of the edge's live messages — status, heartbeat, crowd figure, live frame — before they are stored.
 
 Each topic has a JSON Schema in ``central/schemas/<leaf>.v1.json`` (documented in docs/mqtt.md). ``check(leaf,
 edge_id, data)`` returns ``None`` for a good message or ``(reason, detail)`` for a dead letter:
@@ -30,7 +30,7 @@ import jsonschema
 
 log = logging.getLogger(__name__)
 
-LEAVES = ("status", "heartbeat", "crowd")
+LEAVES = ("status", "heartbeat", "crowd", "frame")  # frame: central.live_frames
 MAX_DEPTH = 16
 MAX_NODES = 20_000
 MAX_SAFE_INT = 2**53

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -82,29 +83,41 @@ def header_size(data: bytes, content_type: str) -> tuple[int, int] | None:
     return None
 
 
-def sanitize_upload(data: bytes, max_bytes: int) -> CleanImage:
+def decode_checked(data: bytes, what: str = "file", types: tuple[str, ...] = ("image/jpeg", "image/png")) -> Any:
+    """Steps 1-3: the type from the magic bytes (one of ``types``), the header's size bounded before decoding, a
+    full decode. Returns the BGR pixels; raises ``ImageRefused`` naming ``what`` and the cause."""
     source = sniff_image_type(data)
-    if source is None:
+    if source is None or source not in types:
+        names = " and ".join("JPEG" if t == "image/jpeg" else "PNG" for t in types)
         raise ImageRefused(415, "unsupported_media_type",
-                           "file: only JPEG and PNG images are accepted (detected from the file's bytes)")
+                           f"{what}: only {names} images are accepted (detected from the file's bytes)")
     kind = "JPEG" if source == "image/jpeg" else "PNG"
     size = header_size(data, source)
     if size is None:
-        raise ImageRefused(422, "invalid_image", f"file: starts like a {kind} but has no valid {kind} header "
+        raise ImageRefused(422, "invalid_image", f"{what}: starts like a {kind} but has no valid {kind} header "
                                                  "(not an image, or corrupt)")
     w, h = size
     if w <= 0 or h <= 0:
-        raise ImageRefused(422, "invalid_image", f"file: the {kind} header gives an empty image ({w}x{h})")
+        raise ImageRefused(422, "invalid_image", f"{what}: the {kind} header gives an empty image ({w}x{h})")
     if w * h > MAX_PIXELS:
         raise ImageRefused(413, "image_too_large",
-                           f"file: {w}x{h} pixels is over the limit of {MAX_PIXELS // 1_000_000} megapixels")
+                           f"{what}: {w}x{h} pixels is over the limit of {MAX_PIXELS // 1_000_000} megapixels")
 
     import cv2
     import numpy as np
 
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if img is None or img.size == 0:
-        raise ImageRefused(422, "invalid_image", f"file: the {kind} image does not decode (corrupt or not an image)")
+        raise ImageRefused(422, "invalid_image", f"{what}: the {kind} image does not decode (corrupt or not an image)")
+    return img
+
+
+def sanitize_upload(data: bytes, max_bytes: int) -> CleanImage:
+    source = sniff_image_type(data) or ""
+    img = decode_checked(data)
+
+    import cv2
+
     ih, iw = img.shape[:2]
     scale = min(1.0, MAX_SIDE / max(ih, iw))
     if scale < 1.0:

@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,14 @@ class _ScrapeCollector(Collector):
                                   "since start; a rising value means ingest is stalled")
             g.add_metric([], float(h.get("db_errors") or 0))
             yield g
+            frames = h.get("live_frames")
+            if isinstance(frames, dict):  # central.live_frames: best effort, outside the batches above
+                c = CounterMetricFamily("gridwatch_live_frames", "Live camera frames since start, by result "
+                                        "(stored, cleared, dead_letter, superseded by a newer one)", labels=["result"])
+                for result, key in (("stored", "stored"), ("cleared", "cleared"), ("dead_letter", "dead_letters"),
+                                    ("superseded", "superseded")):
+                    c.add_metric([result], float(frames.get(key) or 0))
+                yield c
         if self.s.bus is not None:
             g = GaugeMetricFamily("gridwatch_sse_clients", "Open server-sent event streams on this process")
             g.add_metric([], float(self.s.bus.stream_count))

@@ -11,6 +11,8 @@
   unacknowledged messages in flight towards us.
 - With ``mqtt.shared_group`` set, incidents/heartbeats/crowd figures are subscribed as ``$share/<group>/…`` so
   several central instances split the load (the retained status topic is not shared: every instance keeps it).
+- Live frames (``<prefix>/+/cameras/+/frame``, retained) are subscribed at QoS 0 and never shared; they skip the
+  batches and go to ``central.live_frames.LiveFrameIngest`` (its own thread, newest per camera wins).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from central.config import CentralConfig
 from central.events import EventBus
 from central.ingest import IngestService
 from central.ingest_parse import DeadLetterReason
+from central.live_frames import LiveFrameIngest, LiveFrameStore, is_frame_topic
 from central.store import EvidenceStore, FileEvidenceStore
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,10 @@ class MqttIngest:
         store = store or FileEvidenceStore(config.evidence_dir, max_bytes=config.max_snapshot_bytes)
         self.ingest = ingest or IngestService(session_factory, config, clock=clock, store=store, bus=bus)
         self._queue: queue.Queue[_Msg] = queue.Queue()
+        self.frames: LiveFrameIngest | None = None
+        if config.live_frames.enabled:
+            frames_dir = config.live_frames.directory(config.evidence_dir)
+            self.frames = LiveFrameIngest(config, LiveFrameStore(frames_dir), session_factory)
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._subscribed = threading.Event()
@@ -143,7 +150,7 @@ class MqttIngest:
         self.stats["connects"] += 1
         self._connected.set()
         topics = self.mq.topics()
-        client.subscribe([(t, 1) for t in topics])
+        client.subscribe([(t, 1) for t in topics] + ([(self.mq.frame_topic(), 0)] if self.frames else []))
         log.info("MQTT connected to %s:%s as %s; subscribed %s", self.mq.host, self.mq.port, self.mq.client_id, topics)
 
     def _on_subscribe(self, _c: mqtt.Client, _ud: Any, _mid: int, reasons: Any, _props: Any) -> None:
@@ -163,6 +170,11 @@ class MqttIngest:
             log.warning("MQTT disconnected (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.frames is not None and is_frame_topic(msg.topic, self.mq.topic_prefix):
+            self.frames.submit(msg.topic, bytes(msg.payload))  # best effort: no batch, no ack to wait for
+            if msg.qos > 0:
+                self.client.ack(msg.mid, msg.qos)
+            return
         self.stats["received"] += 1
         self._queue.put(_Msg(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.monotonic()))
 
@@ -236,6 +248,8 @@ class MqttIngest:
         self._stop.clear()
         self._worker = threading.Thread(target=self._run, name="central-ingest", daemon=True)
         self._worker.start()
+        if self.frames is not None:
+            self.frames.start()
         self.client.connect_async(
             self.mq.host, self.mq.port, keepalive=self.mq.keepalive_s, clean_start=False,
             properties=self._connect_properties(),
@@ -261,10 +275,13 @@ class MqttIngest:
             self._worker.join(timeout=drain_timeout)
         self.client.disconnect()
         self.client.loop_stop()
+        if self.frames is not None:
+            self.frames.stop()
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
     def health(self) -> dict[str, Any]:
-        return {"connected": self.connected, "subscribed": self.subscribed, "queued": self._queue.qsize(), **self.stats}
+        return {"connected": self.connected, "subscribed": self.subscribed, "queued": self._queue.qsize(), **self.stats,
+                "live_frames": dict(self.frames.stats) if self.frames else None}

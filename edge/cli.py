@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from edge.config import CameraConfig, ConfigError, EdgeConfig, ZoneConfig, load_config
+from edge.logs import ENV_VAR, FORMATS, configure_logging
 from edge.redact import mask_url
 
 log = logging.getLogger("gridwatch.edge")
@@ -21,6 +22,8 @@ log = logging.getLogger("gridwatch.edge")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gridwatch-edge", description="GridWatch edge worker")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=FORMATS, default=None,
+                        help=f"text (default) or json: one JSON object per line (also ${ENV_VAR})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_check = sub.add_parser("check", help="validate cameras.yaml and print the effective settings")
@@ -37,10 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--fast", action="store_true", help="play files as fast as possible (file clock)")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    try:
+        configure_logging(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
+    except ValueError as e:  # $GRIDWATCH_LOG_FORMAT set to something else
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         if args.command == "check":
             return cmd_check(args.config)

@@ -44,6 +44,19 @@ class TlsConfig(Strict):
     insecure: bool = Field(False, description="Skip server certificate verification (testing only).")
 
 
+class LiveFrameConfig(Strict):
+    """Retained on ``<prefix>/<edge_id>/cameras/<camera_id>/frame``, best effort and latest-wins: never queued in
+    the outbox, skipped while the broker is away (the newest one goes out on reconnect)."""
+
+    enabled: bool = True
+    interval_s: float = Field(60.0, ge=1, description="One frame per camera this often, plus its first frame.")
+    max_width: int = Field(640, ge=160, le=1920, description="Frames are scaled down to at most this width.")
+    jpeg_quality: int = Field(75, ge=30, le=95)
+    max_bytes: int = Field(
+        200_000, ge=10_000, le=1_000_000, description="JPEG is re-encoded smaller until it fits (central's limit)."
+    )
+
+
 class MqttConfig(Strict):
     host: str = Field("127.0.0.1", description="Broker host.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 for TLS by convention).")
@@ -63,6 +76,10 @@ class MqttConfig(Strict):
     crowd_publish_s: float = Field(10.0, gt=0, description="How often live crowd figures are published.")
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    live_frames: LiveFrameConfig = Field(
+        LiveFrameConfig(),
+        description="A small clean frame per camera for the dashboard (zone editor background, thumbnails).",
+    )
 
 
 class OutboxConfig(Strict):

@@ -29,6 +29,8 @@ from edge.config import CameraConfig, ConfigError, EdgeConfig, load_config
 from edge.detections import Detections
 from edge.detectors import ConfiguredDetector, build_detector
 from edge.detectors.plausibility import FrontEnd
+from edge.detectors.tiling import windows_for_size
+from edge.live_frames import LiveFrames
 from edge.redact import mask_url
 from edge.rules import RuleEngine, Scene
 from edge.sources import CameraSource, Frame
@@ -101,6 +103,10 @@ class EdgeWorker:
         self._last_health_log = time.monotonic()
         self._last_heartbeat = 0.0
         self.last_loop_at = time.monotonic()
+        # a clean frame per camera for the dashboard, when the publisher can send them (edge.live_frames)
+        self.live_frames: LiveFrames | None = None
+        if config.mqtt is not None and hasattr(publisher, "publish_frame"):
+            self.live_frames = LiveFrames(config.mqtt.live_frames, config.edge_id, publisher.publish_frame)
         # Benchmarks set this to see each event id with its frame's capture time (end-to-end latency).
         self.on_event_queued: Callable[[str, float], None] | None = None
 
@@ -157,6 +163,10 @@ class EdgeWorker:
         if p:
             p.source.stop()
             self._close_open_incidents(p, reason)
+        if self.live_frames is not None:
+            self.live_frames.forget(camera_id)  # a reopened camera sends its first frame at once
+            if reason == "camera_removed":
+                self.publisher.clear_frame(camera_id)
 
     def _close_open_incidents(self, p: CameraPipeline, reason: str) -> None:
         """Queue the engine's closing events (RuleEngine.flush) through the evidence thread like every other
@@ -309,6 +319,8 @@ class EdgeWorker:
         p.analysed_meter.tick(time.monotonic())
         self.counters["frames_analyzed"] += 1
         p.last_counts = Counter(str(n) for n in tracked.class_names)
+        if self.live_frames is not None:
+            self.live_frames.offer(p.camera.id, frame.image, frame.captured_monotonic)  # before any drawing
 
         for event in out.events:
             self.counters[f"incident_{event.event}"] += 1

@@ -43,6 +43,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("site", C.SiteConfig),
     ("mqtt", C.MqttConfig),
     ("mqtt.tls", C.TlsConfig),
+    ("mqtt.live_frames", C.LiveFrameConfig),
     ("outbox", C.OutboxConfig),
     ("snapshots", C.SnapshotConfig),
     ("detector", C.DetectorConfig),

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 
 from central.api.deps import iso
 from central.api.errors import error_responses
+from central.api.frames import frame_info, frame_store
 from central.auth import CurrentPrincipal, DbSession, sign_path
 from central.db import Camera, Case, CrowdFigure, Edge, Incident
 
@@ -40,7 +41,7 @@ def edges(request: Request, session: DbSession, principal: CurrentPrincipal) -> 
 
 
 @router.get("/cameras", summary="Cameras: health (fps, last frame, reconnects), open incidents, latest snapshot, "
-            "latest crowd figures")
+            "latest crowd figures, latest live frame")
 def cameras(request: Request, session: DbSession, principal: CurrentPrincipal) -> dict[str, Any]:
     now = request.app.state.clock.now()
     edges = {e.edge_id: e for e in session.scalars(select(Edge))}
@@ -59,6 +60,7 @@ def cameras(request: Request, session: DbSession, principal: CurrentPrincipal) -
             "zone": f.zone, "at": iso(f.at), "count": f.count, "density": f.density, "level": f.level,
             **(f.detail_json or {}),
         })
+    frames = frame_store(request)
     items = []
     for c in session.scalars(select(Camera).order_by(Camera.camera_id)):
         edge = edges.get(c.edge_id or "")
@@ -80,6 +82,8 @@ def cameras(request: Request, session: DbSession, principal: CurrentPrincipal) -
             "latest_snapshot_sha256": snap,
             "latest_snapshot_url": sign_path(request.app, f"/api/v1/evidence/{snap}") if snap else None,
             "crowd": crowd.get(c.camera_id, []),
+            # the edge's newest clean frame (central.live_frames), for the thumbnail and the zone editor
+            "live_frame": frame_info(request, frames.get(c.camera_id)),
         })
     return {"items": items, "total": len(items)}
 

@@ -1,4 +1,5 @@
-"""EdgePublisher: incidents from the durable outbox to the broker with QoS 1; status, heartbeat, crowd figures.
+"""EdgePublisher: incidents from the durable outbox to the broker with QoS 1; status, heartbeat, crowd figures,
+retained live frames per camera (best effort, latest-wins, never in the outbox: see edge.live_frames).
 
 Threads: one ``mqtt-<edge_id>`` thread owns the connection and the drain of the outbox; paho's network
 thread (``loop_start``) runs per connection and only hands PUBACKs back through a queue.
@@ -94,7 +95,7 @@ class EdgePublisher:
         prefix = self.mqtt.topic_prefix.strip("/")
         if not prefix or any(c in prefix for c in "#+"):
             raise ConfigError("mqtt", [("mqtt.topic_prefix", f"must be a plain topic path, got {prefix!r}")])
-        base = f"{prefix}/{self.edge_id}"
+        base = self._base = f"{prefix}/{self.edge_id}"
         self.topics = {k: f"{base}/{k}" for k in ("incidents", "status", "heartbeat", "crowd")}
         self.outbox = Outbox(config.outbox.path, config.outbox.max_events)
         self._secrets = [self.mqtt.password or ""]
@@ -105,6 +106,7 @@ class EdgePublisher:
         self._thread: threading.Thread | None = None
         self._started_at = time.time()
         self._crowd_last: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._frames: dict[str, bytes] = {}  # camera id → newest live frame not yet sent (b"" clears the retained one)
         self._counters = collections.Counter()
         self._last_error: str | None = None
 
@@ -166,6 +168,23 @@ class EdgePublisher:
         message = {"edge_id": self.edge_id, "at": utc_now(), **figure, "zone": zone_name}
         self._publish_live("crowd", message)
 
+    def frame_topic(self, camera_id: str) -> str:
+        return f"{self._base}/cameras/{camera_id}/frame"
+
+    def publish_frame(self, camera_id: str, message: dict) -> None:
+        """Retained live frame (edge.live_frames): replaces any unsent one of the camera; sent by the connection
+        thread as soon as there is a connection. Camera ids match edge.config.ID_PATTERN: one plain topic level."""
+        payload = json.dumps(message, separators=(",", ":")).encode()
+        with self._lock:
+            self._frames[camera_id] = payload
+        self._wake.set()
+
+    def clear_frame(self, camera_id: str) -> None:
+        """A removed camera: an empty retained message deletes its frame on the broker (and central)."""
+        with self._lock:
+            self._frames[camera_id] = b""
+        self._wake.set()
+
     @property
     def connected(self) -> bool:
         s = self._session
@@ -183,6 +202,7 @@ class EdgePublisher:
             "connect_attempts": c.get("connect_attempts", 0), "live_skipped": c.get("live_skipped", 0),
             "crowd_rate_limited": c.get("crowd_rate_limited", 0), "snapshots_stripped": c.get("snapshots_stripped", 0),
             "oldest_pending_age_s": _round(self.outbox.oldest_age_s()), "last_error": last_error,
+            "frames_sent": c.get("frames_sent", 0),
         }  # fmt: skip
 
     def wait_drained(self, timeout: float) -> bool:
@@ -281,6 +301,7 @@ class EdgePublisher:
         while s.alive and not self._stopping.is_set():
             self._wake.clear()
             self._handle_acks(s)
+            self._send_frames(s)
             room = self.max_inflight - len(s.inflight)
             if room > 0:
                 for entry in self.outbox.next_after(s.cursor, room):
@@ -310,6 +331,19 @@ class EdgePublisher:
                     self.on_ack({**e.meta(), "acked_at": now, "latency_s": now - e.enqueued_at})
                 except Exception:
                     log.exception("mqtt: on_ack callback failed")
+
+    def _send_frames(self, s: _Session) -> None:
+        """Pending live frames, QoS 0 retained: the broker keeps the newest per camera for every subscriber."""
+        with self._lock:
+            if not self._frames:
+                return
+            frames, self._frames = self._frames, {}
+            for camera_id, payload in frames.items():
+                info = s.client.publish(self.frame_topic(camera_id), payload, qos=0, retain=True)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:  # the link is going down: keep it for the next connection
+                    self._frames.setdefault(camera_id, payload)
+                else:
+                    self._counters["frames_sent"] += 1
 
     def _close_session(self, s: _Session) -> None:
         if s.ok and s.alive:  # clean stop: offline status, then disconnect (no last will)

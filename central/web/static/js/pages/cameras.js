@@ -94,10 +94,21 @@ function cameraCard(cam) {
   // the camera's own state counts only while its edge reports; an offline edge makes its cameras unknown
   const status = cam.status || (cam.edge_online ? (h.state || 'unknown') : 'unknown');
   const online = cam.edge_online && status === 'online';
+  // thumbnail: the edge's latest clean live frame (signed URL, with its capture time), else the newest case snapshot
   const img = el('div', { class: 'cam-snap' });
-  if (cam.latest_snapshot_sha256) {
-    evidenceUrl(cam.latest_snapshot_sha256).then((url) => url && img.append(el('img', { src: url, alt: cameraLabel(cam.camera_id, cam.name) })));
-  } else img.append(el('span', { class: 'muted', text: t('cams.no_snapshot') }));
+  const alt = cameraLabel(cam.camera_id, cam.name);
+  if (cam.live_frame && cam.live_frame.url) {
+    img.dataset.source = 'live';
+    img.append(el('img', { src: cam.live_frame.url, alt }),
+      el('span', { class: 'cam-snap-time', title: fmtTime(cam.live_frame.at), text: `${t('cams.live_frame')} · ${fmtRelative(cam.live_frame.at)}` }));
+  } else if (cam.latest_snapshot_sha256) {
+    img.dataset.source = 'snapshot';
+    evidenceUrl(cam.latest_snapshot_sha256).then((url) => url && img.append(el('img', { src: url, alt }),
+      el('span', { class: 'cam-snap-time', text: t('cams.case_snapshot') })));
+  } else {
+    img.dataset.source = 'none';
+    img.append(el('span', { class: 'muted', text: t('cams.no_picture') }));
+  }
   const lastAnalysed = isoFromEpoch(h.last_analysed_at ?? h.last_frame_at);
   const unknown = !cam.edge_online || status === 'unknown'; // edge offline, or no health reported for it
   const cls = unknown ? 'unknown' : (online ? 'online' : 'offline');

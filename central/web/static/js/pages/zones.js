@@ -1,8 +1,10 @@
-// Zone editor: draw and edit polygons over a camera's latest snapshot, set type/classes/dwell/schedule,
-// validate with the edge's own schema (POST /api/v1/zones/validate), export YAML, save (admin, managed file).
+// Zone editor: draw and edit polygons over a camera's latest clean live frame (else its newest case snapshot), set
+// type/classes/dwell/schedule, validate with the edge's own schema (POST /api/v1/zones/validate), export YAML, save
+// (admin, managed file).
 import { api, evidenceUrl } from '../api.js';
+import { liveFrame } from '../frames.js';
 import { t } from '../i18n.js';
-import { cameraLabel, clear, el, roleAllows, startPage, toast } from '../ui.js';
+import { cameraLabel, clear, el, fmtRelative, roleAllows, startPage, toast } from '../ui.js';
 import { svgEl } from '../svg.js';
 
 const state = {
@@ -295,21 +297,38 @@ async function save() {
 
 // ----------------------------------------------------------------------------- camera / stage
 
+/** The background: the edge's latest clean live frame, else the newest case snapshot (zones burnt in), else none. */
+async function background(cam) {
+  const live = cam.live ? await liveFrame(cam.id) : null; // only when /api/v1/cameras lists one: no 404 to log
+  if (live) return { url: live.url, kind: 'live', at: live.at };
+  const url = cam.snapshot ? await evidenceUrl(cam.snapshot) : null;
+  return url ? { url, kind: 'snapshot' } : { url: null, kind: 'none' };
+}
+
+function showSource(bg) {
+  const box = document.getElementById('ze-source');
+  if (!box) return;
+  box.dataset.source = bg.kind;
+  box.textContent = bg.kind === 'live' ? t('ze.source_live', { when: fmtRelative(bg.at) })
+    : (bg.kind === 'snapshot' ? t('ze.source_snapshot') : t('ze.no_picture'));
+}
+
 async function buildStage(cam) {
   const stage = clear(document.getElementById('ze-stage'));
-  let url = null;
-  if (cam.snapshot) url = await evidenceUrl(cam.snapshot);
+  const bg = await background(cam);
+  const { url } = bg;
+  showSource(bg);
   if (url) {
     const img = new Image();
     img.src = url;
     try { await img.decode(); state.size = { w: img.naturalWidth, h: img.naturalHeight }; } catch { state.size = { w: 640, h: 480 }; }
   } else state.size = { w: 640, h: 480 };
   svg = svgEl('svg', { viewBox: `0 0 ${state.size.w} ${state.size.h}`, class: 'ze-svg', id: 'ze-svg' });
-  if (url) svg.append(svgEl('image', { href: url, x: 0, y: 0, width: state.size.w, height: state.size.h }));
+  if (url) svg.append(svgEl('image', { href: url, x: 0, y: 0, width: state.size.w, height: state.size.h, class: `ze-bg ze-bg-${bg.kind}` }));
   else {
     svg.append(svgEl('rect', { x: 0, y: 0, width: state.size.w, height: state.size.h, class: 'ze-blank' }));
     const note = svgEl('text', { x: state.size.w / 2, y: state.size.h / 2, 'text-anchor': 'middle', class: 'ze-blank-text' });
-    note.textContent = t('ze.no_snapshot');
+    note.textContent = t('ze.no_picture');
     svg.append(note);
   }
   svg.addEventListener('pointerdown', onStagePointer);
@@ -342,6 +361,7 @@ async function main() {
   (cams.items || []).forEach((c) => {
     const cur = byId.get(c.camera_id) || { id: c.camera_id, name: c.name, zones: [] };
     cur.snapshot = c.latest_snapshot_sha256;
+    cur.live = Boolean(c.live_frame);
     cur.name = cur.name || c.name;
     byId.set(c.camera_id, cur);
   });
@@ -384,8 +404,9 @@ async function main() {
     if (ev.key === 'Escape' && state.drawing) { state.drawing = null; document.getElementById('ze-finish').hidden = true; render(); }
   });
   const wanted = new URLSearchParams(window.location.search).get('camera');
-  const first = state.cameras.find((c) => c.id === wanted) || state.cameras.find((c) => c.snapshot && c.zones.length)
-    || state.cameras.find((c) => c.snapshot) || state.cameras[0];
+  const pictured = (c) => c.live || c.snapshot;
+  const first = state.cameras.find((c) => c.id === wanted) || state.cameras.find((c) => pictured(c) && c.zones.length)
+    || state.cameras.find(pictured) || state.cameras[0];
   select_.value = first.id;
   await chooseCamera(first.id);
   document.body.dataset.ready = 'true';
