@@ -29,7 +29,6 @@ from edge.config import CameraConfig, ConfigError, EdgeConfig, load_config
 from edge.detections import Detections
 from edge.detectors import ConfiguredDetector, build_detector
 from edge.detectors.plausibility import FrontEnd
-from edge.detectors.tiling import windows_for_size
 from edge.live_frames import LiveFrames
 from edge.redact import mask_url
 from edge.rules import RuleEngine, Scene
