@@ -47,6 +47,18 @@ class CentralMqttConfig(Strict):
     session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="MQTT v5 session expiry (broker keeps queue).")
     batch_max: int = Field(200, ge=1, le=10_000, description="Ingest commits at most this many messages at once.")
     batch_wait_ms: int = Field(20, ge=0, le=5_000, description="Wait this long to fill a batch before committing.")
+    queue_max_messages: int | None = Field(
+        None, ge=1, le=60_000,
+        description="Received messages held in memory until the ingest worker takes them (default 4 × batch_max). "
+        "When it is full, paho's network thread waits at most keepalive_s / 4 for room (it also sends the keepalive "
+        "PINGs); then a QoS 0 message is dropped and a QoS 1 one is admitted over the bound (it is acknowledged only "
+        "after its commit). The broker is asked to keep at most this plus 4 × batch_max unacknowledged messages in "
+        "flight (MQTT v5 Receive Maximum) and queues the rest.",
+    )
+    queue_max_bytes: int = Field(
+        64 * 2**20, ge=2**20, description="Payload bytes held in that queue at most (one larger message is let in "
+        "when the queue is empty).",
+    )
     edges: list[str] = Field(
         default_factory=list,
         description="The site's edge ids. `gridwatch-central broker-config` makes one broker login per edge from it; "
@@ -74,6 +86,11 @@ class CentralMqttConfig(Strict):
         if len(set(v)) != len(v):
             raise ValueError("edge ids must be unique")
         return v
+
+    @property
+    def queue_messages(self) -> int:
+        """The receive queue's bound in messages: ``queue_max_messages`` or 4 × ``batch_max``."""
+        return self.queue_max_messages or 4 * self.batch_max
 
     def incident_topic(self) -> str:
         base = f"{self.topic_prefix}/+/incidents"

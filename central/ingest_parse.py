@@ -17,7 +17,9 @@ whole and SQLite and PostgreSQL accept and refuse exactly the same messages. In 
 - ``unknown_version`` / ``schema``: ``edge/schemas/incident.v1.json`` (the single source: package data, compiled
   once), timestamps, column sizes and integer ranges (``seq`` and track ids ≤ 2^31-1, what both databases store);
 - ``topic_mismatch``: payload ``edge_id`` is not the topic's edge;
-- ``bad_snapshot``: base64, size, byte count and SHA-256 of the snapshot and of each ``evidence`` photo.
+- ``bad_snapshot``: base64, size, byte count and SHA-256 of the snapshot and of each ``evidence`` photo;
+- ``processing_error``: any other exception while parsing or classifying the message (a bug this list missed): the
+  message becomes a dead letter on its own, its batch goes on.
 
 An incident becomes an ``IncidentMessage``: every field the ingest needs, typed, with the times parsed, the
 category looked up and the dedup key computed once. Status, heartbeat and crowd messages become ``EdgeMessage`` after
@@ -400,6 +402,13 @@ class MessageParser:
         fast_incident_validator()
 
     def parse(self, topic: str, payload: bytes) -> Parsed:
+        try:
+            return self._parse(topic, payload)
+        except Exception as e:  # noqa: BLE001 - never let one message fail its batch or stop the worker
+            log.error("ingest: parsing a message on %s raised %s", topic[:200], type(e).__name__, exc_info=True)
+            return DeadLetterReason("processing_error", f"{type(e).__name__} while parsing: {str(e)[:300]}")
+
+    def _parse(self, topic: str, payload: bytes) -> Parsed:
         parts = topic_parts(topic, self.prefix)
         if parts is None:
             return DeadLetterReason("unknown_topic", f"topic {topic[:200]!r} is not ours")

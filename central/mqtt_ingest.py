@@ -7,8 +7,16 @@
   a crash between commit and ack redelivers a message that is already stored, which the idempotent ingest turns
   into a no-op (``duplicate``).
 - Messages are processed in batches by one worker thread (one commit, then the acks), which is what makes
-  thousands of events per second possible on SQLite. ``Receive Maximum`` lets the broker keep that many
-  unacknowledged messages in flight towards us.
+  thousands of events per second possible on SQLite.
+- Flow control: paho's network thread hands messages to the worker through a ``ReceiveQueue`` bounded by
+  ``mqtt.queue_max_messages`` and ``mqtt.queue_max_bytes``, so a flood (of bad input or of a backlog) cannot grow
+  memory. When the queue is full the network thread waits for room, at most ``keepalive_s / 4`` and not at all once
+  the worker has been stalled that long: it also sends our PUBACKs and keepalive PINGs, and blocked longer the
+  connection would be dropped and the whole unacknowledged window sent again. A message that finds no room then is
+  dropped if it is QoS 0 (``stats["dropped_qos0"]``) and admitted over the bound if QoS 1/2
+  (``stats["over_bound"]``): it is not acknowledged before its commit, so it must not be lost. ``Receive Maximum``
+  (the queue plus one batch) asks the broker to keep the rest; Mosquitto 2.0.11 overshoots it while acks flow, which
+  is why the queue has a bound of its own (central/receive_queue.py).
 - With ``mqtt.shared_group`` set, incidents/heartbeats/crowd figures are subscribed as ``$share/<group>/…`` so
   several central instances split the load (the retained status topic is not shared: every instance keeps it).
 - Live frames (``<prefix>/+/cameras/+/frame``, retained) are subscribed at QoS 0 and never shared; they skip the
@@ -37,6 +45,7 @@ from central.events import EventBus
 from central.ingest import IngestService
 from central.ingest_parse import DeadLetterReason
 from central.live_frames import LiveFrameIngest, LiveFrameStore, is_frame_topic
+from central.receive_queue import ReceiveQueue
 from central.store import EvidenceStore, FileEvidenceStore
 
 log = logging.getLogger(__name__)
@@ -81,7 +90,9 @@ class MqttIngest:
         self.mq = config.mqtt
         store = store or FileEvidenceStore(config.evidence_dir, max_bytes=config.max_snapshot_bytes)
         self.ingest = ingest or IngestService(session_factory, config, clock=clock, store=store, bus=bus)
-        self._queue: queue.Queue[_Msg] = queue.Queue()
+        self._queue: ReceiveQueue[_Msg] = ReceiveQueue(self.mq.queue_messages, self.mq.queue_max_bytes)
+        self._put_wait_s = self.mq.keepalive_s / 4
+        self._overflow_logged = 0.0
         self.frames: LiveFrameIngest | None = None
         if config.live_frames.enabled:
             frames_dir = config.live_frames.directory(config.evidence_dir)
@@ -96,6 +107,7 @@ class MqttIngest:
         self.stats: dict[str, Any] = {
             "received": 0, "processed": 0, "acked": 0, "batches": 0, "dead_letters": 0, "duplicates": 0,
             "db_errors": 0, "connects": 0, "last_error": None, "session_present": None, "sessions_lost": 0,
+            "dropped_qos0": 0, "over_bound": 0,
         }
         self.client = self._make_client()
 
@@ -125,7 +137,7 @@ class MqttIngest:
     def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.mq.session_expiry_s
-        props.ReceiveMaximum = min(65535, max(20, self.mq.batch_max * 4))
+        props.ReceiveMaximum = min(65535, max(20, self.mq.queue_messages + 4 * self.mq.batch_max))
         return props
 
     def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any, _props: Any) -> None:
@@ -176,7 +188,24 @@ class MqttIngest:
                 self.client.ack(msg.mid, msg.qos)
             return
         self.stats["received"] += 1
-        self._queue.put(_Msg(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.monotonic()))
+        m = _Msg(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.monotonic())
+        size = len(m.payload) + len(m.topic)
+        if self._queue.put(m, size, self._put_wait_s):
+            return
+        if self._stop.is_set():
+            return  # shutting down: not queued, so never acknowledged, so the broker sends it again next session
+        # no room: the worker is stalled (database down or locked) or slower than keepalive_s / 4 per batch
+        if msg.qos == 0:
+            self.stats["dropped_qos0"] += 1  # at most once is QoS 0's contract; waiting longer would cost the session
+        else:
+            self._queue.force_put(m, size)  # acknowledged only after its commit: must not be lost
+            self.stats["over_bound"] += 1
+        now = time.monotonic()
+        if now - self._overflow_logged > 10:
+            self._overflow_logged = now
+            log.warning("MQTT receive queue full (%d messages, %d bytes; worker stalled?): %d QoS 0 messages dropped, "
+                        "%d QoS 1 messages held over the bound so far", self._queue.qsize(), self._queue.nbytes,
+                        self.stats["dropped_qos0"], self.stats["over_bound"])
 
     # ------------------------------------------------------------------ worker
 
@@ -246,6 +275,7 @@ class MqttIngest:
 
     def start(self) -> None:
         self._stop.clear()
+        self._queue.reopen()
         self._worker = threading.Thread(target=self._run, name="central-ingest", daemon=True)
         self._worker.start()
         if self.frames is not None:
@@ -271,6 +301,7 @@ class MqttIngest:
         while not self._queue.empty() and time.monotonic() < deadline:
             time.sleep(0.02)
         self._stop.set()
+        self._queue.close()  # the network thread must not wait for room the stopped worker will not make
         if self._worker is not None:
             self._worker.join(timeout=drain_timeout)
         self.client.disconnect()
@@ -283,5 +314,6 @@ class MqttIngest:
         return self._connected.is_set()
 
     def health(self) -> dict[str, Any]:
-        return {"connected": self.connected, "subscribed": self.subscribed, "queued": self._queue.qsize(), **self.stats,
+        return {"connected": self.connected, "subscribed": self.subscribed, "queued": self._queue.qsize(),
+                "queued_bytes": self._queue.nbytes, "queue_high_water": self._queue.high_water, **self.stats,
                 "live_frames": dict(self.frames.stats) if self.frames else None}

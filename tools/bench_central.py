@@ -13,12 +13,21 @@ a spot, so they append to an open case). Figures:
 - case list: 100k cases bulk-inserted, then CaseService.list_cases (limit 50 + total count) with typical filters.
 - flood (``--phases flood``): the throughput run with ``--malformed`` of the messages malformed (default 0.5: one
   hostile message, every kind of tests/hostile_incidents.py in turn, after each valid event); valid events/s and
-  the ingest process's RSS when ready, mid-stream and at the end.
+  the ingest process's RSS when ready, mid-stream, at the end and its peak, and the receive queue's high-water mark.
+- flood_drain: the same messages published while central is down (the broker holds the backlog), then drained: the
+  ingest's own cost with the publishers out of the way, to compare with ``drain``.
+- inprocess: no broker (tools/bench_central_inprocess.py): prepare + handle_batch in this process, clean and 1:1
+  flooded runs alternating, so the cost of classifying and storing shows apart from the MQTT receive path.
+
+``--repeat N`` runs the phases N times in turn (throughput, flood, throughput, flood, ...) and prints medians and,
+per backend, the flood/clean ratios of adjacent runs (their median). ``--gc`` sets the ingest process's collector:
+``tuned`` (what ``gridwatch-central ingest`` does), ``freeze`` (``gc.freeze()`` only) or ``default``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -71,12 +80,13 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
 # --------------------------------------------------------------------------- ingest worker (child process)
 
 
-def worker_main(config_path: str, out_path: str) -> None:
+def worker_main(config_path: str, out_path: str, gc_mode: str = "tuned") -> None:
     """Run MqttIngest; record (event_id, commit time) for every stored event; dump them on SIGTERM."""
     from central.config import load_central_config
     from central.db import make_engine, make_session_factory
     from central.events import EventBus
-    from central.mqtt_ingest import MqttIngest, tune_gc
+    from central.mqtt_ingest import MqttIngest
+    from tools.bench_central_inprocess import set_gc
 
     cfg = load_central_config(config_path)
     bus = EventBus()
@@ -84,7 +94,7 @@ def worker_main(config_path: str, out_path: str) -> None:
     bus.subscribe(lambda kind, data: stamps.append((data["event_id"], time.time())) if kind == "incident.event"
                   else None)
     runner = MqttIngest(cfg, session_factory=make_session_factory(make_engine(cfg.database_url)), bus=bus)
-    tune_gc()  # as gridwatch-central ingest does
+    set_gc(gc_mode)  # tuned: as gridwatch-central ingest does
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     runner.start()
@@ -195,7 +205,8 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float | None, batch_max: int = 200,
-               drain: bool = False, instances: int = 1, malformed: float = 0.0) -> dict[str, Any]:
+               drain: bool = False, instances: int = 1, malformed: float = 0.0, gc_mode: str = "tuned"
+               ) -> dict[str, Any]:
     """Publish while the ingest runs; with ``drain`` publish first (queued by the broker for central's persistent
     sessions) and then start the ingest, so it has the CPU to itself. ``instances`` > 1 runs that many ingest
     processes on a shared subscription."""
@@ -217,7 +228,7 @@ def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float 
         for i, out in enumerate(outs):
             Path(out + ".ready").unlink(missing_ok=True)
             procs.append(subprocess.Popen([sys.executable, __file__, "--worker", str(workdir / f"central-{i}.yaml"),
-                                           out]))
+                                           out, gc_mode]))
         deadline = time.monotonic() + 30
         while not all(Path(out + ".ready").exists() for out in outs):
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
@@ -271,12 +282,14 @@ def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float 
     stamps: dict[str, float] = {}
     batches = dead = 0
     rss: list[list[float]] = []
+    high_water = 0
     for out in outs:
         data = json.loads(Path(out).read_text())
         stamps.update(dict(data["stamps"]))
         batches += data["health"]["batches"]
         dead += data["health"]["dead_letters"]
         rss = rss or data.get("rss", [])
+        high_water = max(high_water, data["health"].get("queue_high_water", 0))
     times = sorted(stamps.values())
     lat = [(stamps[e] - t) * 1000 for e, t in sent.items() if e in stamps]
     return {
@@ -287,6 +300,7 @@ def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float 
         "batches": batches, "dead_letters": dead,
         # RSS of the (first) ingest process: when it was ready, in the middle of the stream and at the end
         "rss_mb": [rss[0][1], rss[len(rss) // 2][1], rss[-1][1]] if rss else None,
+        "rss_max_mb": max(x[1] for x in rss) if rss else None, "queue_high_water": high_water,
     }
 
 
@@ -384,56 +398,100 @@ def main() -> None:
     ap.add_argument("--instances", type=int, default=1, help="ingest processes on a shared subscription")
     ap.add_argument("--phases", default="throughput,drain,latency,caselist",
                     help="throughput, drain, latency, caselist, flood (throughput with --malformed of the messages "
-                         "malformed, default half)")
-    ap.add_argument("--malformed", type=float, default=0.5, help="flood phase: share of malformed messages")
+                         "malformed, default half), flood_drain (drain with them), inprocess (no broker)")
+    ap.add_argument("--malformed", type=float, default=0.5, help="flood phases: share of malformed messages")
     ap.add_argument("--backends", default="sqlite,postgresql")
-    ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=1, help="run the phases this many times in turn; print medians")
+    ap.add_argument("--gc", default="tuned", choices=["tuned", "freeze", "default"], help="the ingest's collector")
+    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker_main(*args.worker)
         return
     from tests.fixtures.postgres import create_database, drop_database
+    from tools.bench_central_inprocess import run_inprocess, set_gc
 
     print(f"bench_central: {args.edges} edges, {args.instances} ingest process(es), {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}")
+          f"load average {os.getloadavg()[0]:.2f}, gc {args.gc}, batch_max {args.batch_max}")
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for backend in args.backends.split(","):
-        for phase in args.phases.split(","):
-            with tempfile.TemporaryDirectory(prefix="bench-central-") as tmp:
-                url = f"sqlite:///{tmp}/bench.db" if backend == "sqlite" else create_database("gw_bench")
-                try:
-                    if phase == "throughput":
-                        r = run_ingest(url, Path(tmp), args.edges, args.incidents, None, args.batch_max,
-                                       instances=args.instances)
-                        print(f"[{backend}] sustained ingest: {r['events']}/{r['expected']} events, "
-                              f"{r['events_per_s']} events/s ({r['batches']} commits; publish took {r['publish_s']} s; "
-                              f"ingest RSS ready/middle/end {r['rss_mb']} MiB)")
-                    elif phase == "flood":
-                        r = run_ingest(url, Path(tmp), args.edges, args.incidents, None, args.batch_max,
-                                       instances=args.instances, malformed=args.malformed)
-                        print(f"[{backend}] ingest with {args.malformed:.0%} malformed messages: {r['events']}/"
-                              f"{r['expected']} valid events, {r['events_per_s']} valid events/s, "
-                              f"{r['dead_letters']} dead letters ({r['batches']} commits); ingest RSS ready/middle/end "
-                              f"{r['rss_mb']} MiB")
-                    elif phase == "drain":
-                        r = run_ingest(url, Path(tmp), args.edges, args.incidents, None, args.batch_max, drain=True,
-                                       instances=args.instances)
-                        print(f"[{backend}] backlog drain (published while central was down): {r['events']}/"
-                              f"{r['expected']} events, {r['events_per_s']} events/s ({r['batches']} commits)")
-                    elif phase == "latency":
-                        r = run_ingest(url, Path(tmp), args.edges, args.latency_incidents, args.rate, args.batch_max,
-                                       instances=args.instances)
-                        print(f"[{backend}] filing latency at {args.rate:.0f} incidents/s ({3 * args.rate:.0f} "
-                              f"events/s): median {r['latency_ms_median']} ms, p99 {r['latency_ms_p99']} ms "
-                              f"({r['events']}/{r['expected']} events)")
-                    else:
-                        r = run_case_list(url, args.cases)
-                        figures = ", ".join(f"{k} {v} ms" for k, v in r.items() if k != "seed_s")
-                        print(f"[{backend}] case list at {args.cases} cases (seeded in {r['seed_s']} s), median of 15 "
-                              f"(limit 50 + total): {figures}")
-                finally:
-                    if backend != "sqlite":
-                        drop_database(url)
+        for _ in range(args.repeat):
+            for phase in args.phases.split(","):
+                r = _phase(backend, phase, args, create_database, drop_database, run_inprocess, set_gc)
+                results.setdefault((backend, phase), []).append(r)
                 sys.stdout.flush()
+        if args.repeat > 1:
+            _summary(backend, results, args.malformed)
+
+
+def _phase(backend: str, phase: str, args: argparse.Namespace, create_database: Any, drop_database: Any,
+           run_inprocess: Any, set_gc: Any) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-central-") as tmp:
+        url = f"sqlite:///{tmp}/bench.db" if backend == "sqlite" else create_database("gw_bench")
+        common = {"instances": args.instances, "gc_mode": args.gc}
+        try:
+            if phase in ("throughput", "flood", "drain", "flood_drain"):
+                flood = phase.startswith("flood")
+                r = run_ingest(url, Path(tmp), args.edges, args.incidents, None, args.batch_max,
+                               drain=phase.endswith("drain"), malformed=args.malformed if flood else 0.0, **common)
+                what = {"throughput": "sustained ingest", "drain": "backlog drain (published while central was down)",
+                        "flood": f"ingest with {args.malformed:.0%} malformed messages",
+                        "flood_drain": f"backlog drain with {args.malformed:.0%} malformed messages"}[phase]
+                print(f"[{backend}] {what}: {r['events']}/{r['expected']} valid events, {r['events_per_s']} valid "
+                      f"events/s, {r['dead_letters']} dead letters ({r['batches']} commits; publish took "
+                      f"{r['publish_s']} s); ingest RSS ready/middle/end {r['rss_mb']} MiB, peak {r['rss_max_mb']} "
+                      f"MiB; receive queue high water {r['queue_high_water']}")
+            elif phase == "latency":
+                r = run_ingest(url, Path(tmp), args.edges, args.latency_incidents, args.rate, args.batch_max, **common)
+                print(f"[{backend}] filing latency at {args.rate:.0f} incidents/s ({3 * args.rate:.0f} "
+                      f"events/s): median {r['latency_ms_median']} ms, p99 {r['latency_ms_p99']} ms "
+                      f"({r['events']}/{r['expected']} events)")
+            elif phase == "inprocess":
+                set_gc(args.gc)
+                r = run_inprocess(url, Path(tmp), args.incidents // 3, args.batch_max, incident_events)
+                gc.unfreeze()
+                gc.set_threshold(*_GC_DEFAULT)
+                print(f"[{backend}] in process, no broker: clean {r['clean']} events/s, 50 % malformed {r['flood']} "
+                      f"valid events/s (ratio {r['ratio']:.0%}); per CPU second {r['clean_cpu']} / {r['flood_cpu']} "
+                      f"({r['ratio_cpu']:.0%}); RSS {r['rss_mb']} MiB")
+            elif phase == "caselist":
+                r = run_case_list(url, args.cases)
+                figures = ", ".join(f"{k} {v} ms" for k, v in r.items() if k != "seed_s")
+                print(f"[{backend}] case list at {args.cases} cases (seeded in {r['seed_s']} s), median of 15 "
+                      f"(limit 50 + total): {figures}")
+            else:
+                raise SystemExit(f"--phases: unknown phase {phase!r}")
+        finally:
+            if backend != "sqlite":
+                drop_database(url)
+    return r
+
+
+def _summary(backend: str, results: dict[tuple[str, str], list[dict[str, Any]]], malformed: float) -> None:
+    """Medians over the repeats, and flood/clean ratios of adjacent runs."""
+    med = statistics.median
+    for phase in ("throughput", "drain", "flood", "flood_drain"):
+        runs = results.get((backend, phase))
+        if runs:
+            print(f"[{backend}] {phase}: median {med(r['events_per_s'] for r in runs)} events/s of "
+                  f"{[r['events_per_s'] for r in runs]}; peak RSS {[r['rss_max_mb'] for r in runs]} MiB")
+    for clean, flood in (("throughput", "flood"), ("drain", "flood_drain")):
+        a, b = results.get((backend, clean)), results.get((backend, flood))
+        if a and b:
+            ratios = [f["events_per_s"] / c["events_per_s"] for c, f in zip(a, b, strict=False) if c["events_per_s"]]
+            print(f"[{backend}] {flood} / {clean} with {malformed:.0%} malformed: median ratio {med(ratios):.0%} "
+                  f"({', '.join(f'{x:.0%}' for x in ratios)})")
+    lat = results.get((backend, "latency"))
+    if lat:
+        print(f"[{backend}] latency p99: median {med(r['latency_ms_p99'] for r in lat)} ms of "
+              f"{[r['latency_ms_p99'] for r in lat]}")
+    runs = results.get((backend, "inprocess"))
+    if runs:
+        print(f"[{backend}] inprocess: median clean {med(r['clean'] for r in runs)}, flood "
+              f"{med(r['flood'] for r in runs)} events/s, ratio {med(r['ratio'] for r in runs):.0%}")
+
+
+_GC_DEFAULT = gc.get_threshold()
 
 
 if __name__ == "__main__":
