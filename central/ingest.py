@@ -112,20 +112,32 @@ class _Batch:
         return row
 
 
-CROWD_DETAIL_NUMBERS = ("estimate", "count_low", "count_high", "raw_count", "stationary")
+CROWD_DETAIL_NUMBERS = ("estimate", "count_low", "count_high", "raw_count", "stationary", "peak_density")
+PEAK_CELL_NUMBERS = ("col", "row", "estimate", "area_m2")
+PEAK_CELL_POINTS = ("center_m", "center")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def crowd_detail(p: dict[str, Any]) -> dict[str, Any] | None:
     """The crowd figure's optional detail, kept only where it has the published shape (numbers, a short
-    method name, a forecast object of numbers, short strings and booleans)."""
-    out: dict[str, Any] = {k: p[k] for k in CROWD_DETAIL_NUMBERS
-                           if isinstance(p.get(k), int | float) and not isinstance(p.get(k), bool)}
+    method name, a forecast object of numbers, short strings and booleans, a peak cell of numbers and points)."""
+    out: dict[str, Any] = {k: p[k] for k in CROWD_DETAIL_NUMBERS if _is_number(p.get(k))}
     if isinstance(p.get("count_method"), str):
         out["count_method"] = p["count_method"][:32]
     f = p.get("forecast")
     if isinstance(f, dict):
         out["forecast"] = {k: (v[:16] if isinstance(v, str) else v) for k, v in list(f.items())[:8]
                            if isinstance(k, str) and isinstance(v, int | float | str | bool)}
+    c = p.get("peak_cell")
+    if isinstance(c, dict):
+        cell = {k: c[k] for k in PEAK_CELL_NUMBERS if _is_number(c.get(k))}
+        cell.update({k: list(c[k]) for k in PEAK_CELL_POINTS
+                     if isinstance(c.get(k), list) and len(c[k]) == 2 and all(_is_number(v) for v in c[k])})
+        if cell:
+            out["peak_cell"] = cell
     return out or None
 
 

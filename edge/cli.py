@@ -12,7 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from edge.config import CameraConfig, ConfigError, EdgeConfig, ZoneConfig, load_config
+from edge.config import CameraConfig, ConfigError, EdgeConfig, ZoneConfig, check_class_names, load_config
+from edge.detectors.base import DetectorError
 from edge.logs import ENV_VAR, FORMATS, configure_logging
 from edge.redact import mask_url
 
@@ -56,8 +57,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_check(path: Path) -> int:
     cfg = load_config(path)
+    try:
+        names = model_class_names(cfg)
+    except (DetectorError, OSError, IndexError) as e:  # an unreadable file or broken metadata: name it
+        raise ConfigError(str(path), [("detector.model_path", f"cannot read the model's class names: {e}")]) from None
+    problems = check_class_names(cfg, names)
+    if problems:
+        raise ConfigError(str(path), problems)
     print(format_summary(cfg))
     return 0
+
+
+def model_class_names(cfg: EdgeConfig) -> list[str] | None:
+    """The names zone classes are checked against: the config's own or COCO for SSD, else (an ONNX model without
+    detector.class_names) the names in the model file's metadata, read without loading a runtime."""
+    det = cfg.detector
+    known = det.known_class_names()
+    if known or det.kind != "onnx_yolo" or det.model_path is None or not det.model_path.is_file():
+        return known
+    from edge.detectors.yolo_onnx import onnx_metadata, parse_names
+
+    meta = onnx_metadata(det.model_path)
+    return parse_names(meta["names"]) if "names" in meta else None
 
 
 def format_summary(cfg: EdgeConfig) -> str:
@@ -100,7 +121,7 @@ def _zone_rule(z: ZoneConfig) -> str:
     parts = [f"{len(z.points)} points", f"classes {', '.join(z.watched_classes())}", f"anchor {z.anchor.value}"]
     if z.type.value == "crowd":
         lv = z.levels
-        parts.append(f"area {z.area_m2:g} m², levels {lv.elevated:g}/{lv.high:g}/{lv.critical:g} per m²")
+        parts.append(f"area {z.ground_area_m2():g} m², levels {lv.elevated:g}/{lv.high:g}/{lv.critical:g} per m²")
     else:
         parts.append(f"dwell {z.dwell_s:g}s, grace {z.grace_s:g}s")
     if z.type.value == "no_vending":

@@ -11,6 +11,7 @@ message names each bad path (``cameras[2].zones[0].points``) and why.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from datetime import time
@@ -336,6 +337,9 @@ class Anchor(StrEnum):
     box = "box"  # a minimum fraction of the box area must lie inside (see min_inside)
 
 
+MAX_GROUND_CELLS = 4096  # crowd zones: bounds the per-update cost of density per cell (edge.rules.crowd_cells)
+
+
 class GroundCalibration(Strict):
     """Four points on the ground in the image (normalized) and the same points in metres on the ground plane,
     e.g. the corners of a paved square of known size. From them a homography maps image to ground, so a
@@ -360,11 +364,15 @@ class GroundCalibration(Strict):
 
     def area_m2(self, points: list[tuple[float, float]]) -> float:
         """Ground area of an image polygon (normalized points), in m²."""
+        return float(self.ground_polygon(points).area)
+
+    def ground_polygon(self, points: list[tuple[float, float]]) -> Polygon:
+        """An image polygon (normalized points) on the ground, in metres."""
         import cv2
         import numpy as np
 
         world = cv2.perspectiveTransform(np.float32(points).reshape(-1, 1, 2), self.homography()).reshape(-1, 2)
-        return float(Polygon([tuple(p) for p in world]).area)
+        return Polygon([tuple(p) for p in world])
 
 
 class CrowdLevels(Strict):
@@ -415,6 +423,14 @@ class ZoneConfig(Strict):
     ground: GroundCalibration | None = Field(
         None, description="Crowd zones: compute the ground area from four calibrated points instead of area_m2."
     )
+    cell_m: float = Field(
+        3.0, ge=0.5, le=100, description="Crowd zones with a ground calibration: side in metres of the square ground "
+        "cells for density per part of the zone (the peak cell's density is published beside the average)."
+    )
+    levels_from: Literal["average", "peak"] = Field(
+        "average", description="Crowd: the density levels and the forecast follow: the zone 'average', or the densest "
+        "cell's ('peak', needs a ground calibration)."
+    )
     levels: CrowdLevels = CrowdLevels()
     smoothing_s: float = Field(10.0, ge=0)
     hysteresis: float = Field(0.1, ge=0, lt=1, description="Fraction below a threshold to drop a level.")
@@ -454,6 +470,14 @@ class ZoneConfig(Strict):
     def _type_rules(self) -> ZoneConfig:
         if self.type == ZoneType.crowd and self.area_m2 is None and self.ground is None:
             raise ValueError("a crowd zone needs area_m2 (its ground area) or a ground calibration to compute density")
+        if self.levels_from == "peak" and self.ground is None:
+            raise ValueError("levels_from 'peak' needs a ground calibration (ground) to cut the zone into cells")
+        if self.type == ZoneType.crowd and self.ground is not None:
+            x0, y0, x1, y1 = self.ground.ground_polygon(self.points).bounds
+            cells = math.ceil((x1 - x0) / self.cell_m) * math.ceil((y1 - y0) / self.cell_m)
+            if cells > MAX_GROUND_CELLS:
+                raise ValueError(f"cell_m {self.cell_m:g} cuts this zone into {cells} ground cells (at most "
+                                 f"{MAX_GROUND_CELLS}): use larger cells")
         return self
 
     def ground_area_m2(self) -> float:
@@ -699,9 +723,9 @@ def check_class_names(cfg: EdgeConfig, names: list[str] | None = None) -> list[t
     known_set = set(known)
     problems = []
 
-    def check(path: str, values: list[str] | None) -> None:
+    def check(path: str, values: list[str] | None, names: set[str] = known_set) -> None:
         for i, name in enumerate(values or []):
-            if name not in known_set:
+            if name not in names:
                 problems.append((f"{path}[{i}]", f"unknown class name {name!r} for detector {cfg.detector.kind}"))
 
     check("detector.classes", cfg.detector.classes)
@@ -709,10 +733,11 @@ def check_class_names(cfg: EdgeConfig, names: list[str] | None = None) -> list[t
         if name not in known_set:
             problems.append((f"detector.class_thresholds.{name}", f"unknown class name {name!r}"))
     for ci, cam in enumerate(cfg.cameras):
-        check(f"cameras[{ci}].class_map", [*cam.class_map, *cam.class_map.values()])
+        check(f"cameras[{ci}].class_map", list(cam.class_map))  # the model's names; the values are this camera's
+        renamed = known_set | set(cam.class_map.values())  # e.g. a site model's food_cart mapped to cart
         for zi, zone in enumerate(cam.zones):
-            check(f"cameras[{ci}].zones[{zi}].classes", zone.classes)
-            check(f"cameras[{ci}].zones[{zi}].evidence_classes", zone.evidence_classes)
+            check(f"cameras[{ci}].zones[{zi}].classes", zone.classes, renamed)
+            check(f"cameras[{ci}].zones[{zi}].evidence_classes", zone.evidence_classes, renamed)
     return problems
 
 

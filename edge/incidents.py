@@ -48,6 +48,21 @@ class EngineContext:
         return cls(edge_id=edge_id, camera=cam, model={"name": str(model_name), "version": str(model_version)})
 
 
+@dataclass(frozen=True, slots=True)
+class SubjectPart:
+    """One object of a vending stall: a person staying at it (``role`` "person") or one of its goods or
+    equipment (``role`` "goods"), with its box of the moment the event was made."""
+
+    cls: str
+    role: str  # person | goods
+    box_px: tuple[float, float, float, float]
+    confidence: float
+    track_id: int = -1
+
+
+MAX_PARTS = 32  # parts listed in a payload (goods first): a stall with more is drawn and listed in part
+
+
 @dataclass(slots=True)
 class Subject:
     """The object (or stall cluster) an incident is about, in pixels; normalized when the payload is built."""
@@ -61,6 +76,7 @@ class Subject:
     arrived_at: float | None = None  # parking: first seen at its place (epoch s)
     evidence: str | None = None  # parking: "detections" or "appearance"
     appearance: float | None = None  # parking: last patch similarity to the reference
+    parts: tuple[SubjectPart, ...] = ()  # vending: the stall's goods and the persons at it
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +207,8 @@ def _subject_dict(s: Subject, w: int, h: int) -> dict[str, Any]:
         extra["evidence"] = s.evidence
     if s.appearance is not None:
         extra["appearance"] = round(min(max(float(s.appearance), 0.0), 1.0), 3)
+    if s.parts:
+        extra["parts"] = [_part_dict(p, nx, ny) for p in s.parts[:MAX_PARTS]]
     return {
         "class": s.cls,
         "track_ids": sorted({int(t) for t in s.track_ids if t >= 0}),
@@ -200,6 +218,15 @@ def _subject_dict(s: Subject, w: int, h: int) -> dict[str, Any]:
         "members": int(s.members),
         **extra,
     }
+
+
+def _part_dict(p: SubjectPart, nx: Any, ny: Any) -> dict[str, Any]:
+    x1, y1, x2, y2 = p.box_px
+    out = {"class": p.cls, "role": p.role, "box": [nx(x1), ny(y1), nx(x2), ny(y2)],
+           "confidence": round(min(max(float(p.confidence), 0.0), 1.0), 3)}
+    if p.track_id >= 0:
+        out["track_id"] = int(p.track_id)
+    return out
 
 
 def _snapshot_dict(jpeg: bytes) -> dict[str, Any]:

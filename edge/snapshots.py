@@ -1,5 +1,9 @@
 """Evidence JPEGs: the frame with the incident's zone and subject drawn, bounded in width and bytes.
 
+A vending stall's snapshot also boxes and labels each of its parts: its goods or equipment (``GOODS_COLOR``)
+and the persons staying at them (``PERSON_COLOR``), inside the stall's own box (``HIGHLIGHT_COLOR``), drawn a
+little outside them so every part's edges stay visible. A crowd snapshot marks the densest ground cell.
+
 Rendering happens only for events with ``needs_snapshot`` (an incident opening), on the worker's
 evidence thread, never in the detection loop.
 """
@@ -16,6 +20,8 @@ from edge.annotate import HIGHLIGHT_COLOR, draw_label, draw_zones
 from edge.config import CameraConfig, SnapshotConfig
 
 MIN_QUALITY = 35
+GOODS_COLOR = (255, 0, 255)  # BGR magenta: a stall's goods and equipment
+PERSON_COLOR = (255, 200, 0)  # BGR light blue: the persons at a stall
 
 
 class SnapshotTooLarge(ValueError):
@@ -73,18 +79,43 @@ def render_evidence(
     sx, sy = w / max(fw, 1), h / max(fh, 1)  # event coordinates are in the frame the rules saw
     thick = max(2, int(min(w, h) / 240))
     if event.subject is not None:
+        parts = event.subject.parts if box_px is None else ()  # parts are boxes of the event's own frame
+        margin = 2 * thick + 2 if parts else 0  # the stall's box around its parts, not on their edges
         x1, y1, x2, y2 = box_px or event.subject.box_px
-        p1, p2 = (int(x1 * sx), int(y1 * sy)), (int(x2 * sx), int(y2 * sy))
-        cv2.rectangle(out, p1, p2, HIGHLIGHT_COLOR, thick, cv2.LINE_AA)
-        draw_label(out, caption or subject_caption(event, tz), (p1[0], p1[1] - 4), HIGHLIGHT_COLOR)
+        _box(out, (x1 * sx - margin, y1 * sy - margin, x2 * sx + margin, y2 * sy + margin),
+             caption or subject_caption(event, tz), HIGHLIGHT_COLOR, thick)
+        for part in parts:
+            bx1, by1, bx2, by2 = part.box_px
+            _box(out, (bx1 * sx, by1 * sy, bx2 * sx, by2 * sy), part_caption(part),
+                 GOODS_COLOR if part.role == "goods" else PERSON_COLOR, thick)
     elif event.crowd is not None:
         c = event.crowd
-        draw_label(out, f"{c['count']} persons  {c['density']:.3f}/m2  {c['level']}", (8, 28), HIGHLIGHT_COLOR)
+        peak = c.get("peak_density")
+        text = f"{c['count']} persons  {c['density']:.3f}/m2" + (f"  peak {peak:.3f}/m2" if peak is not None else "")
+        draw_label(out, f"{text}  {c['level']}", (8, 28), HIGHLIGHT_COLOR)
+        cell = c.get("peak_cell")
+        if peak is not None and cell and cell.get("center"):
+            centre = (int(cell["center"][0] * w), int(cell["center"][1] * h))  # normalized: any frame size
+            cv2.drawMarker(out, centre, HIGHLIGHT_COLOR, cv2.MARKER_CROSS, 6 * thick, thick, cv2.LINE_AA)
+            draw_label(out, f"peak {peak:.2f}/m2", (centre[0] + 3 * thick, centre[1] - 3 * thick), HIGHLIGHT_COLOR)
     title = f"{event.type}  {event.context.camera['id']}  {zone.name}"
     draw_label(out, title, (8, h - 8), (30, 30, 30))
     stamp = clock_text(event.emitted_at if at is None else at, tz, with_date=True)
     draw_label(out, stamp, (w, 22), (30, 30, 30))  # kept inside the frame: top right
     return encode_jpeg(out, quality=cfg.jpeg_quality, max_width=cfg.max_width, max_bytes=cfg.max_bytes)
+
+
+def _box(image: np.ndarray, box: tuple[float, float, float, float], text: str, color: tuple[int, int, int],
+         thick: int) -> None:
+    """One labelled box, in place (pixel coordinates of ``image``)."""
+    p1, p2 = (int(box[0]), int(box[1])), (int(box[2]), int(box[3]))
+    cv2.rectangle(image, p1, p2, color, thick, cv2.LINE_AA)
+    draw_label(image, text, (p1[0], p1[1] - 4), color)
+
+
+def part_caption(part) -> str:  # part: edge.incidents.SubjectPart
+    """'umbrella 0.71' or 'person #12'."""
+    return f"{part.cls} #{part.track_id}" if part.track_id >= 0 else f"{part.cls} {part.confidence:.2f}"
 
 
 def clock_text(ts: float, tz: ZoneInfo | None, *, with_date: bool = False) -> str:

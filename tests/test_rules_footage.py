@@ -185,3 +185,30 @@ def test_group_standing_still_is_no_vending_incident_unless_the_zone_asks_for_gr
     assert subject["members"] >= 2 and subject["class"] == "person"
     x1, y1, x2, y2 = np.array(subject["box"]) * [1280, 720, 1280, 720]
     assert 180 < x1 < 300 and 250 < x2 < 380 and 250 < y1 < 400 and 350 < y2 < 460  # the group at left-centre
+
+
+
+def test_density_per_ground_cell_puts_the_standing_group_where_it_is_labelled(plaza):
+    """crowd_plaza_1 with a ground calibration whose 3 m cells put the labelled standing group (eval/labels:
+    4 members, box [0.17, 0.40, 0.275, 0.62], there the whole clip) in one cell of its own: that cell holds
+    people in every update while walkers pass. The detector finds 1-2 of the 4 (they face each other, heads
+    bent), so the cell reads about 2 persons on 9 m², not 4; the labels give no per-person positions to
+    score the other cells against."""
+    group = [[0.17, 0.40], [0.275, 0.40], [0.275, 0.62], [0.17, 0.62]]
+    zone = {"name": "plaza-floor", "type": "crowd", "points": [[0.065, 0.18], [0.905, 0.18], [0.905, 0.84],
+            [0.065, 0.84]], "ground": {"image_points": group, "ground_m": [[3, 3], [6, 3], [6, 6], [3, 6]]},
+            "cell_m": 3, "smoothing_s": 0}
+    engine = make_engine([zone])
+    rule = next(iter(engine.rules.values()))
+    assert rule.cells.n == 24 and rule.cells.areas == pytest.approx(np.full(24, 9.0), rel=1e-3)  # 8 x 3 cells
+    at_group = int(np.flatnonzero((rule.cells.cols == 1) & (rule.cells.rows == 1))[0])
+    in_group, elsewhere = [], []
+    for t, d in zip(plaza.timestamps, plaza.detections, strict=True):
+        (fig,) = engine.update(d, EPOCH + t, plaza.frame_size).crowd
+        counts = rule.cell_counts
+        assert counts.sum() == pytest.approx(fig.estimate)  # every counted person in exactly one cell
+        assert fig.to_dict()["peak_density"] == pytest.approx(counts.max() / 9.0, abs=1e-3)
+        in_group.append(counts[at_group])
+        elsewhere.append(np.median(np.delete(counts, at_group)))
+    assert min(in_group) >= 1 and np.median(in_group) >= 2  # measured: 1-3, median 2
+    assert np.median(elsewhere) <= 1  # a typical other cell holds 0-1 walkers

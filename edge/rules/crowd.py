@@ -11,7 +11,11 @@ Each figure carries the estimate, an 80 % interval (``count_low``..``count_high`
 raw per-frame box count and how many counted persons have stood still for ``stationary_s``
 (``stationary``). The estimate is averaged over the last ``smoothing_s`` seconds;
 density = smoothed estimate / the zone's ground area (``area_m2``, or from its ``ground`` calibration);
-levels and the forecast follow the density.
+levels and the forecast follow the density. With a ``ground`` calibration the zone is also cut into ground
+cells of ``cell_m`` metres (edge.rules.crowd_cells): each counted person and each share of the foreground
+residual goes to the cell where it stands, and the densest cell's smoothed density is published as
+``peak_density`` with the cell (``peak_cell``); ``levels_from: peak`` makes the levels and the forecast
+follow it instead of the zone average.
 
 Levels (normal < elevated < high < critical): the level rises as soon as the density reaches a
 threshold and falls only when the density is below ``threshold × (1 − hysteresis)``.
@@ -37,11 +41,13 @@ from typing import Any
 
 import numpy as np
 
+from edge.config import Anchor
 from edge.detections import Detections
 from edge.incidents import Incident, IncidentEvent, rfc3339
 from edge.labels import class_family
 from edge.rules.base import Scene, ZoneRule
-from edge.rules.crowd_estimate import ForegroundCounter
+from edge.rules.crowd_cells import GroundCells, PeakCell
+from edge.rules.crowd_estimate import ForegroundCounter, ForegroundEstimate
 from edge.rules.crowd_fusion import FusedPersons, TrackFusion
 
 LEVELS = ["normal", "elevated", "high", "critical"]
@@ -72,6 +78,7 @@ class CrowdFigure:
     count_high: int | None = None
     count_method: str = "detections"  # detections | tracks | tracks+foreground
     stationary: int = 0  # counted persons standing still for at least stationary_s
+    peak: PeakCell | None = None  # the densest ground cell (zones with a ground calibration)
 
     def counts(self) -> dict[str, Any]:
         """The count fields, shared by the live figure and the incident's ``crowd`` object."""
@@ -85,6 +92,12 @@ class CrowdFigure:
             "stationary": self.stationary,
         }
 
+    def cells(self) -> dict[str, Any]:
+        """Density per part of the zone, when it has a ground calibration: the peak cell and where it is."""
+        if self.peak is None:
+            return {}
+        return {"peak_density": round(self.peak.density, 4), "peak_cell": self.peak.to_dict()}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "edge_id": self.edge_id,
@@ -93,6 +106,7 @@ class CrowdFigure:
             "at": rfc3339(self.timestamp),
             **self.counts(),
             "density": round(self.density, 4),
+            **self.cells(),
             "level": self.level,
             "forecast": dict(self.forecast) if self.forecast else None,
         }
@@ -156,6 +170,8 @@ class CrowdRule(ZoneRule):
             self.others.configure(zone.track_hold_s, zone.stationary_s)
             self.foreground.family = self._size_family(zone)
         self.watched = np.array(zone.watched_classes(), dtype=object)
+        self.cells = GroundCells(zone) if zone.ground is not None else None  # a new zone starts its cells afresh
+        self.cell_counts = np.zeros(self.cells.n if self.cells is not None else 0)  # this update's, per cell
 
     @staticmethod
     def _size_family(zone) -> str:  # type: ignore[no-untyped-def]
@@ -173,10 +189,12 @@ class CrowdRule(ZoneRule):
             self.counts.popleft()
         smoothed = float(np.mean([c for _, c in self.counts]))
         density = smoothed / self.area_m2
-        self.densities.append((now, density))
+        peak = self.cells.update(now, self.cell_counts, z.smoothing_s) if self.cells is not None else None
+        followed = peak.density if peak is not None and z.levels_from == "peak" else density
+        self.densities.append((now, followed))
         while self.densities and self.densities[0][0] < now - z.forecast_window_s:
             self.densities.popleft()
-        level = self.levels.update(density)
+        level = self.levels.update(followed)
         forecast = self._forecast(now, level)
         self.figure = CrowdFigure(
             edge_id=self.factory.context.edge_id,
@@ -193,6 +211,7 @@ class CrowdRule(ZoneRule):
             count_high=int(np.ceil(high - 1e-9)),
             count_method=method,
             stationary=stationary,
+            peak=peak,
         )
         if not active:
             return []
@@ -207,6 +226,9 @@ class CrowdRule(ZoneRule):
         fused = self.fusion.update(persons, now, frame_size, lambda xyxy: self._member(xyxy, frame_size))
         if z.count_method == "detections":
             n = float(fused.raw)
+            if self.cells is not None:
+                in_zone = persons.xyxy[self._member(persons.xyxy, frame_size)] if len(persons) else fused.boxes
+                self.cell_counts = self._per_cell(in_zone, None, None, frame_size)
             return n, n, n, fused.raw, "detections", fused.stationary
         fg = None
         if z.count_method == "auto":
@@ -219,7 +241,22 @@ class CrowdRule(ZoneRule):
             others = detections[np.isin(detections.class_names, VEHICLES)] if len(detections) else detections
             other = self.others.update(others, now, frame_size, lambda xyxy: np.ones(len(xyxy), dtype=bool))
             fg = self.foreground.estimate(fused.boxes, other.boxes)
+        if self.cells is not None:
+            self.cell_counts = self._per_cell(fused.boxes, fused, fg, frame_size)
         return self._combine(fused, fg)
+
+    def _per_cell(self, boxes: np.ndarray, fused: FusedPersons | None, fg: ForegroundEstimate | None,
+                  frame_size: tuple[int, int]) -> np.ndarray:
+        """This update's persons per ground cell: the counted ``boxes`` at their anchors, plus the (capped)
+        foreground residual pixel by pixel where its persons would stand. Sums to the update's estimate."""
+        assert self.cells is not None
+        scale = np.array(frame_size, dtype=np.float64)
+        counts = self.cells.count(self.geometry.anchors(boxes) / scale) if len(boxes) else np.zeros(self.cells.n)
+        if fused is not None and fg is not None and fg.residual > 0:
+            residual, _ = _capped(fused, fg)
+            points, weights = self.foreground.residual_points(feet=self.zone.anchor != Anchor.center)
+            counts += self.cells.count(points / scale, weights * (residual / fg.residual))
+        return counts
 
     @staticmethod
     def _combine(fused: FusedPersons, fg) -> tuple[float, float, float, int, str, int]:  # type: ignore[no-untyped-def]
@@ -228,8 +265,7 @@ class CrowdRule(ZoneRule):
         count = float(fused.count)
         if fg is None:
             return count, float(fused.current), count, fused.raw, "tracks", fused.stationary
-        cap = RESIDUAL_MAX_RATIO * (count + 1)
-        residual, sigma = (fg.residual, fg.sigma) if fg.residual <= cap else (cap, fg.sigma * cap / fg.residual)
+        residual, sigma = _capped(fused, fg)
         estimate = count + residual
         low = fused.current + max(0.0, residual - Z80 * sigma)
         high = estimate + Z80 * sigma
@@ -264,6 +300,7 @@ class CrowdRule(ZoneRule):
         return {
             **f.counts(),
             "density": round(f.density, 4),
+            **f.cells(),
             "level": LEVELS[level],
             "previous_level": LEVELS[previous] if previous is not None else None,
             "forecast": dict(forecast) if forecast else None,
@@ -320,3 +357,9 @@ class CrowdRule(ZoneRule):
         inc, self.incident = self.incident, None
         self.reported_level, self.reported_warning, self.lower_since = 0, False, None
         return [self.factory.event(inc, "closed", now, self.last_frame_size or (1, 1), close_reason=reason)]
+
+
+def _capped(fused: FusedPersons, fg: ForegroundEstimate) -> tuple[float, float]:
+    """The foreground residual and its sigma, at most RESIDUAL_MAX_RATIO persons per fused person (+1)."""
+    cap = RESIDUAL_MAX_RATIO * (fused.count + 1)
+    return (fg.residual, fg.sigma) if fg.residual <= cap else (cap, fg.sigma * cap / fg.residual)

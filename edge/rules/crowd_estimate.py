@@ -90,6 +90,8 @@ class ForegroundCounter:
         self.last_foreground: np.ndarray | None = None  # this update's foreground mask (small, uint8 0/1)
         self._small: np.ndarray | None = None  # this update's blurred small crop
         self._weighted: np.ndarray | None = None  # foreground x 1 / person area, or None when not ready
+        self._residual: np.ndarray | None = None  # persons' worth per small pixel outside the counted boxes
+        self._centre_dy = np.zeros(0)  # per small row: frame pixels from a person's centre down to their feet
         self.aspects: deque[float] = deque(maxlen=4 * SAMPLE_CAP)
         self.fills: deque[float] = deque(maxlen=SAMPLE_CAP)
         self.size_samples: deque[tuple[float, float]] = deque(maxlen=4 * SAMPLE_CAP)
@@ -129,6 +131,7 @@ class ForegroundCounter:
         self._now = now
         self._small = None
         self._weighted = None
+        self._residual = None
         sample_ok = self._learn_shapes(frame_boxes, frame_scores, frame_size)
         if image is None:
             return False
@@ -172,6 +175,7 @@ class ForegroundCounter:
         weight = 1.0 / np.maximum(box_h * (aspect * heights * h * sx), 1.0)  # 1 / person box area
         weighted = fg.astype(np.float32) * weight[:, None].astype(np.float32)
         self._weighted = weighted
+        self._centre_dy = heights * h / 2
         for i in np.flatnonzero(sample_ok & moving):
             bx = self._box_small(frame_boxes[i])
             if bx[0] < 0 or bx[1] < 0 or bx[2] > sw or bx[3] > sh:
@@ -234,6 +238,7 @@ class ForegroundCounter:
                 gx = self._box_small(np.array([b[0] - BOX_MARGIN * bw, b[1] - BOX_MARGIN * bh,
                                                b[2] + BOX_MARGIN * bw, b[3] + BOX_MARGIN * bh]))
                 outside[max(gx[1], 0):max(gx[3], 0), max(gx[0], 0):max(gx[2], 0)] = False
+            self._residual = np.where(outside, weighted, 0.0).astype(np.float32) / np.float32(fill)
             residual = float(weighted[outside].sum()) / fill
             var = residual * (1 + cv * cv) + (residual * se) ** 2 + (residual * SYSTEMATIC_REL) ** 2
             result = ForegroundEstimate(residual, float(np.sqrt(var)), float(weighted.sum()) / fill, fill,
@@ -241,6 +246,18 @@ class ForegroundCounter:
         if self._small is not None:
             self._learn_background(self._small, self._now, counted)
         return result
+
+    def residual_points(self, feet: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Where the last ``estimate``'s residual is: frame-pixel points (K, 2), one per foreground pixel outside
+        the counted boxes, and the persons' worth of each (K,), summing to the residual. ``feet``: the point is
+        where a person centred on that pixel stands (half the expected person height below it), else the pixel."""
+        r = self._residual
+        if r is None:
+            return np.zeros((0, 2)), np.zeros(0)
+        ys, xs = np.nonzero(r)
+        x = self._origin[0] + (xs + 0.5) / self._to_small[0]
+        y = self._origin[1] + (ys + 0.5) / self._to_small[1] + (self._centre_dy[ys] if feet else 0.0)
+        return np.stack([x, y], axis=1), r[ys, xs].astype(np.float64)
 
     def _box_small(self, box: np.ndarray) -> np.ndarray:
         return np.round((np.asarray(box, dtype=np.float64) - self._origin) * self._to_small).astype(int)

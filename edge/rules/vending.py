@@ -36,7 +36,7 @@ from itertools import count
 import numpy as np
 
 from edge.detections import Detections
-from edge.incidents import Incident, IncidentEvent, Subject
+from edge.incidents import Incident, IncidentEvent, Subject, SubjectPart
 from edge.rules.base import Scene, ZoneRule
 from edge.rules.common import Spot, StationaryMemory
 
@@ -256,6 +256,11 @@ def _cluster_subject(ps: list[Spot], ev: list[Spot], cluster_radius: float) -> t
     h = float(np.median([s.height for s in (ps or ev)]))
     track_ids = sorted({t for s in members for t in s.track_ids})
     cls = ev[0].cls if ev else ps[0].cls
+    parts = tuple(
+        SubjectPart(s.cls, role, (float(s.box[0]), float(s.box[1]), float(s.box[2]), float(s.box[3])),
+                    float(s.confidence), s.track_ids[-1] if s.track_ids else -1)
+        for role, spots in (("goods", ev), ("person", ps)) for s in spots
+    )
     subject = Subject(
         cls=cls,
         track_ids=track_ids,
@@ -263,6 +268,7 @@ def _cluster_subject(ps: list[Spot], ev: list[Spot], cluster_radius: float) -> t
         box_px=box,
         position_px=(float(center[0]), float(center[1])),
         members=len(members),
+        parts=parts,
     )
     return subject, center, cluster_radius * h
 

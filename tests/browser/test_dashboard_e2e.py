@@ -322,6 +322,13 @@ def test_cameras_board_draws_live_crowd_sparkline(
                                     "density": round(count / 400, 4), "level": "elevated"})
         expect(plaza.locator(".crowd-count")).to_contain_text(f"{count} ", timeout=2000)
     expect(plaza.locator("svg.spark path.spark-line")).to_have_count(1)
+    # a zone with a ground calibration also publishes its densest ground cell: shown beside the average
+    publisher.publish("crowd", {"edge_id": EDGE_ID, "camera_id": "cam-plaza-01", "zone": "plaza-floor",
+                                "at": datetime.now(UTC).isoformat(), "count": 52, "density": 0.13,
+                                "level": "elevated", "peak_density": 0.62,
+                                "peak_cell": {"col": 2, "row": 5, "estimate": 5.6, "area_m2": 9.0,
+                                              "center_m": [7.5, 16.5], "center": [0.41, 0.22]}})
+    expect(plaza.locator(".crowd-peak")).to_contain_text("0.620 /m²", timeout=2000)
     shot(page, artifacts, "cameras")
 
 

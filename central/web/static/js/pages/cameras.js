@@ -63,6 +63,10 @@ function crowdBlock(cam) {
         last.count_low !== undefined && last.count_high !== undefined
           ? el('span', { class: 'muted crowd-interval', text: `(${last.count_low}–${last.count_high})` }) : null,
         el('span', { class: 'muted', text: `${fmtNum(last.density, 3)} /m²` }),
+        // zones with a ground calibration: the densest ground cell beside the zone average
+        last.peak_density !== undefined ? el('span', {
+          class: 'crowd-peak', title: peakTitle(last.peak_cell), text: `${t('cams.peak')} ${fmtNum(last.peak_density, 3)} /m²`,
+        }) : null,
       ].filter(Boolean)),
       last.forecast ? el('div', {
         class: `crowd-forecast${last.forecast.early_warning ? ' warn' : ''}`,
@@ -74,6 +78,13 @@ function crowdBlock(cam) {
       sparkline(list.map((f) => f.count), { width: 200, height: 36 }),
     ].filter(Boolean));
   }));
+}
+
+/** Where the peak cell is: its persons, ground area and centre in the calibration's metres. */
+function peakTitle(cell) {
+  if (!cell) return '';
+  const at = Array.isArray(cell.center_m) ? ` @ ${fmtNum(cell.center_m[0], 1)}, ${fmtNum(cell.center_m[1], 1)} m` : '';
+  return `${fmtNum(cell.estimate, 1)} ${t('cams.people')} / ${fmtNum(cell.area_m2, 1)} m²${at}`;
 }
 
 /** "0.2 / 1" analysed against asked, with a warning when the detector does well under half of what was asked. */
@@ -158,12 +169,13 @@ async function main() {
   let pendingReload = null;
   stream((kind, data) => {
     if (kind === 'crowd.figure' && data && data.camera_id) {
-      pushFigure(data.camera_id, { zone: data.zone, at: data.at, count: data.count, density: data.density, level: data.level });
+      // the figure with its detail as central stored it (interval, forecast, peak cell), not only the count
+      const { edge_id: _edge, camera_id: _camera, ...fig } = data;
+      pushFigure(data.camera_id, fig);
       const cam = cameras.find((c) => c.camera_id === data.camera_id);
       if (cam) {
         const zones = cam.crowd || (cam.crowd = []);
         const i = zones.findIndex((z) => z.zone === data.zone);
-        const fig = { zone: data.zone, at: data.at, count: data.count, density: data.density, level: data.level };
         if (i >= 0) zones[i] = fig; else zones.push(fig);
         renderCameras();
       }

@@ -1,5 +1,6 @@
 // Case detail: evidence before/after, facts, audit timeline and the workflow actions this role may take.
 import { api, evidenceUrl, stream } from '../api.js';
+import { renderGridPath, renderPlan } from '../case_command.js';
 import { t, tOr } from '../i18n.js';
 import {
   actionLabel, cameraLabel, categoryLabel, clear, configuredSquads, departmentLabel, el, fmtNum, fmtRelative, fmtTime,
@@ -59,6 +60,12 @@ function renderFacts(c) {
     const interval = crowd.count_low !== undefined ? ` (${crowd.count_low}–${crowd.count_high})` : '';
     fact(dl, 'case.crowd', `${crowd.count}${interval} · ${tOr(`level.${crowd.level}`, crowd.level || '–')}`
       + (crowd.count_method ? ` · ${crowd.count_method}` : ''));
+    if (crowd.density !== undefined) {
+      const cell = crowd.peak_cell;
+      const where = cell && Array.isArray(cell.center_m) ? ` (${fmtNum(cell.center_m[0], 1)}, ${fmtNum(cell.center_m[1], 1)} m)` : '';
+      fact(dl, 'case.density', `${fmtNum(crowd.density, 3)} /m²`
+        + (crowd.peak_density !== undefined ? ` · ${t('cams.peak')} ${fmtNum(crowd.peak_density, 3)} /m²${where}` : ''));
+    }
     const f = crowd.forecast;
     if (f) {
       fact(dl, 'cams.forecast', `${fmtNum(f.predicted_density, 3)} /m² · ${Math.round((f.horizon_s || 0) / 6) / 10} min · `
@@ -210,6 +217,8 @@ async function load() {
   });
   renderTimeline(c.audit);
   renderActions(c);
+  renderGridPath(c);
+  renderPlan(c);
 }
 
 async function main() {
