@@ -3,10 +3,11 @@
 Routes: the REST API under ``/api/v1`` (central.api), the Open311 facade under ``/open311/v2``, ``/healthz``,
 the dashboard (``central.web.routes.router`` at ``/`` and its static files at ``/static``) when that package is
 present, and self-hosted API docs at ``/docs`` (no CDN). ``app.state`` holds config, session_factory, bus, clock,
-store, url_secret and, while running, webhooks and ingest.
+store, url_secret and, while running, relay, webhooks and ingest.
 
-The lifespan starts the webhook dispatcher (when webhooks are configured) and, with ``start_ingest=True``, the MQTT
-ingest; both are stopped on shutdown.
+The lifespan starts the outbox relay (``central.event_relay``: case events from the database, whichever process
+wrote them, onto this process's SSE streams), the webhook dispatcher (when webhooks are configured) and, with
+``start_ingest=True``, the MQTT ingest; all are stopped on shutdown.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from central.auth import install_log_redaction, url_secret_from_env
 from central.clock import Clock, SystemClock
 from central.config import CentralConfig
 from central.db import make_engine, make_session_factory
+from central.event_relay import EventRelay
 from central.events import EventBus
 from central.metrics import CentralMetrics
 from central.metrics import router as metrics_router
@@ -65,8 +67,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     st = app.state
     st.shutting_down = False
     install_log_redaction()  # again: the server configured its logging after create_app
+    st.relay = EventRelay(st.session_factory, st.config, st.bus)
+    st.relay.start()
     if st.config.webhooks:
-        st.webhooks = WebhookDispatcher(st.config.webhooks)
+        st.webhooks = WebhookDispatcher(st.session_factory, st.config.webhooks, st.config.events)
         st.webhooks.attach(st.bus)
         st.webhooks.start()
     st.escalation = None
@@ -90,6 +94,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if st.webhooks is not None:
             st.webhooks.stop()
             st.webhooks = None
+        if st.relay is not None:
+            st.relay.stop()
+            st.relay = None
 
 
 def _include_web(app: FastAPI) -> bool:
@@ -140,10 +147,12 @@ def create_app(
     st.escalation = None
     st.ingest = None
     st.webhooks = None
+    st.relay = None
     st.shutting_down = False
     st.metrics = CentralMetrics()
     st.metrics.bind(session_factory=st.session_factory, ingest=lambda: st.ingest, bus=st.bus,
-                    webhooks=lambda: st.webhooks, clock=st.clock)
+                    webhooks=lambda: st.webhooks, relay=lambda: st.relay,
+                    webhook_keys=[w.key for w in config.webhooks], clock=st.clock)
 
     install_error_handlers(app)
     document_text_guard(app)

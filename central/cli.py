@@ -98,7 +98,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
         metrics = CentralMetrics()
         metrics.instrument(runner.ingest)
-        metrics.bind(session_factory=sf, ingest=lambda: runner, clock=SystemClock())
+        metrics.bind(session_factory=sf, ingest=lambda: runner, clock=SystemClock(),
+                     webhook_keys=[w.key for w in cfg.webhooks])
         serve_metrics(metrics, args.metrics_port, args.metrics_addr)
         print(f"metrics at http://{args.metrics_addr}:{args.metrics_port}/metrics", flush=True)
     done = threading.Event()

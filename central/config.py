@@ -6,6 +6,7 @@ file and each bad key path (``categories[1].limits.handle``), like the edge's ``
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from datetime import date, time
@@ -249,9 +250,56 @@ class DisplayNamesConfig(Strict):
 
 
 class WebhookConfig(Strict):
+    """A receiver of signed case events (central.webhooks): deliveries are recorded, retried and kept in order."""
+
     url: str
-    secret: str | None = Field(None, repr=False)
-    events: list[str] = Field(default_factory=lambda: ["case.created", "case.updated"])
+    secret: str | None = Field(None, repr=False, description="HMAC-SHA256 key of the X-GridWatch-Signature header.")
+    events: list[str] = Field(default_factory=lambda: ["case.created", "case.updated"],
+                              description="Event kinds to deliver: case.created, case.updated, case.escalated.")
+    name: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
+        description="Stable key of this webhook's delivery record. Default: derived from the URL, so changing the "
+        "URL starts a new record (pending deliveries to the old URL stop); set a name to keep them across a URL "
+        "change.",
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _durable_kinds(cls, v: list[str]) -> list[str]:
+        bad = [k for k in v if k not in ("case.created", "case.updated", "case.escalated")]
+        if bad:
+            raise ValueError(f"webhooks deliver case.created, case.updated and case.escalated only, not {bad}")
+        return v
+
+    @property
+    def key(self) -> str:
+        """The delivery record's key: ``name`` or ``url-<first 16 hex of sha256(url)>``."""
+        return self.name or "url-" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
+
+
+class EventsConfig(Strict):
+    """The case-event outbox (central.event_outbox) and its readers: the SSE relay and webhook delivery."""
+
+    poll_s: float = Field(
+        0.5, gt=0, le=60, description="How often each API process looks for new events written by other processes "
+        "(its own are seen at once; on PostgreSQL a NOTIFY also wakes it).",
+    )
+    retention_days: float = Field(
+        7, gt=0, description="Events older than this are deleted once no webhook still owes them (their delivery "
+        "records go with them). SSE clients can resume within this window.",
+    )
+    prune_every_s: float = Field(3600, ge=1, description="How often an API process prunes old events.")
+    replay_max: int = Field(
+        1000, ge=1, le=100_000, description="Most events a resuming SSE client (Last-Event-ID) is replayed; beyond "
+        "that it gets a `stream.resync` event and should reload.",
+    )
+    webhook_attempts: int = Field(
+        30, ge=1, le=1000, description="Attempts per delivery before it is recorded as failed and the next is sent "
+        "(with the defaults: 3.45 h of waits between them).",
+    )
+    webhook_backoff_s: float = Field(1.0, gt=0, description="Wait before the 2nd attempt; doubles per attempt.")
+    webhook_max_backoff_s: float = Field(600.0, gt=0, description="Cap of the wait between attempts.")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="HTTP timeout of one attempt.")
 
 
 class ApiConfig(Strict):
@@ -303,6 +351,7 @@ class CentralConfig(Strict):
     escalation: EscalationConfig = Field(EscalationConfig(), description="Three-level linkage: escalation.")
     catalogue: CatalogueConfig = Field(CatalogueConfig(), description="Category standard (classes A-D).")
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    events: EventsConfig = Field(EventsConfig(), description="Case-event outbox, SSE resume and webhook retries.")
     zone_config_path: Path | None = None
     api: ApiConfig = ApiConfig()
     http_host: str = "127.0.0.1"
@@ -316,6 +365,14 @@ class CentralConfig(Strict):
         except (ZoneInfoNotFoundError, ValueError) as e:
             raise ValueError(f"unknown time zone {v!r}") from e
         return v
+
+    @model_validator(mode="after")
+    def _unique_webhooks(self) -> CentralConfig:
+        keys = [w.key for w in self.webhooks]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"webhooks: two entries share the delivery key {dup} (the same url or name)")
+        return self
 
     @model_validator(mode="after")
     def _unique_categories(self) -> CentralConfig:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -277,18 +278,56 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None]
 
 
+class OutboxEvent(Base):
+    """A durable case event, written in the transaction of the case change (``central.event_outbox.record``).
+
+    ``id`` is the event's id everywhere: the SSE ``id:`` line and a webhook's ``event_id``. Ids only grow and are
+    never reused (SQLite AUTOINCREMENT survives pruning; on PostgreSQL they are drawn in commit order)."""
+
+    __tablename__ = "event_outbox"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(48))  # case.created | case.updated | case.escalated
+    case_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)  # the event's data, JSON text
+    created_at: Mapped[datetime] = mapped_column(index=True)  # wall clock of the write (retention)
+
+    __table_args__ = {"sqlite_autoincrement": True}
+
+
 class WebhookDelivery(Base):
+    """One outbox event owed to one webhook (``central.webhooks``): attempts, result and when to try again."""
+
     __tablename__ = "webhook_deliveries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    url: Mapped[str] = mapped_column(String(1024))
+    webhook: Mapped[str] = mapped_column(String(64))  # WebhookConfig.key
+    url: Mapped[str] = mapped_column(String(1024))  # masked (no credentials), for people
+    event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                          ForeignKey("event_outbox.id", ondelete="CASCADE"), index=True)
     event: Mapped[str] = mapped_column(String(48))
     case_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    payload_json: Mapped[dict[str, Any] | None]
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))  # the process delivering it now
+    claimed_until: Mapped[datetime | None]  # …until then; after that another process may take it over
+    last_status: Mapped[int | None] = mapped_column(Integer)  # HTTP status of the last attempt
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
-    delivered_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]  # delivered, or given up
+
+    __table_args__ = (
+        UniqueConstraint("webhook", "event_id", name="uq_webhook_deliveries_webhook_event"),
+        Index("ix_webhook_deliveries_queue", "webhook", "status", "event_id"),
+    )
+
+
+class WebhookCursor(Base):
+    """Per webhook, the newest outbox id for which deliveries have been scheduled (one scheduler at a time)."""
+
+    __tablename__ = "webhook_cursors"
+    webhook: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
 
 
 # --------------------------------------------------------------------------- engine & migrations

@@ -32,6 +32,7 @@ from central.command_config import ESCALATION_LEVELS
 from central.command_models import CaseEscalation
 from central.config import CentralConfig
 from central.db import Case, CaseAudit
+from central.event_outbox import record_many
 from central.events import EventBus
 from central.grid import GridIndex, load_grid
 from central.sla import Sla
@@ -225,6 +226,9 @@ def escalation_tick(
                     continue
                 row = escalate(session, case, reason="deadline", actor=SYSTEM_ACTOR, now=now, config=config,
                                sla=sla, grid=grid, rank=rank)
+                session.flush()  # the escalation row's id, for its event
+                info = escalation_json(row)
+                record_escalation(session, svc, case, info)
                 session.commit()
             except EscalationRefused:
                 session.rollback()
@@ -233,16 +237,16 @@ def escalation_tick(
                 session.rollback()
                 log.exception("escalation of case %s failed", case_id)
                 continue
-            info = escalation_json(row)
             done.append(info)
-            publish(bus, svc, case, info)
+            bus.poke()
     return TickResult(done, located)
 
 
-def publish(bus: EventBus, svc: CaseService, case: Case, info: dict[str, Any]) -> None:
+def record_escalation(session: Session, svc: CaseService, case: Case, info: dict[str, Any]) -> None:
+    """The escalation's case events, into the outbox of the session's transaction (commit them with it)."""
     summary = svc.summary(case)
-    bus.publish("case.escalated", {**summary, "escalation": info})
-    bus.publish("case.updated", {**summary, "action": "escalate", "actor": info["actor"]})
+    record_many(session, [("case.escalated", {**summary, "escalation": info}),
+                          ("case.updated", {**summary, "action": "escalate", "actor": info["actor"]})])
 
 
 class EscalationTicker:

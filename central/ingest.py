@@ -42,7 +42,8 @@ from central.db import (
     IncidentEvent,
     Silence,
 )
-from central.events import EventBus
+from central.event_outbox import record_many
+from central.events import DURABLE_KINDS, EventBus
 from central.ingest_parse import (  # noqa: F401 - re-exported: the names other modules and tests know
     SCHEMA_ID,
     DeadLetterReason,
@@ -82,7 +83,8 @@ class IngestResult:
     incident_id: str | None = None
     case_id: int | None = None
     case_created: bool = False
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list, repr=False)  # published after commit
+    # case events go to the outbox in the batch's transaction; the others are published on the bus after the commit
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -191,7 +193,8 @@ class IngestService:
         return self.handle_batch([(topic, payload)])[0]
 
     def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> list[IngestResult]:
-        """Process messages in one transaction (commits) and publish their bus events.
+        """Process messages in one transaction (commits) with their case events (outbox), then publish the live
+        events on the bus.
 
         Every message is classified before the transaction (``MessageParser``), so bad input cannot fail a batch.
         Should the database still refuse a batch (a bug, or a race with another instance), the messages are redone
@@ -212,9 +215,15 @@ class IngestService:
                 log.warning("ingest: batch of %d failed; redoing one by one", len(messages), exc_info=True)
                 return [r for m in messages for r in self.handle_batch([m])]
             results = self._retry_alone(messages[0], parsed[0])
+        durable = False
         for r in results:
             for kind, data in r.events:
-                self.bus.publish(kind, data)
+                if kind in DURABLE_KINDS:
+                    durable = True  # committed to the outbox in _run; the relay publishes it with its id
+                else:
+                    self.bus.publish(kind, data)
+        if durable:
+            self.bus.poke()
         if log.isEnabledFor(logging.INFO):
             dead = Counter(r.reason for r in results if r.outcome == "dead_letter")
             if dead:  # one line per batch, not per message: a flood of bad input must not become a flood of logs
@@ -253,6 +262,7 @@ class IngestService:
                 for model, rows in ((IncidentEvent, batch.event_rows), (DeadLetter, batch.dead_rows), *appended):
                     if rows:  # Core on the table: one executemany (the ORM's bulk path splits rows by their Nones)
                         session.execute(insert(model.__table__), rows)
+                record_many(session, [e for r in results for e in r.events])  # case events: with the change
                 session.commit()
             except BaseException:
                 session.rollback()

@@ -4,10 +4,12 @@
 Two kinds of figures:
 
 - **this process** — what its MQTT ingest did: messages by outcome, dead letters by reason, batch duration, filing
-  latency (edge ``emitted_at`` → case committed), queue depth and broker connection; SSE clients and the webhook
-  backlog of this process. Sum them over instances (``sum by (outcome) (rate(...[5m]))``).
-- **the database** (the same from every instance, so take ``max``) — cases by state, stored dead letters by reason
-  and edges online, read at scrape time with a few ``GROUP BY`` queries.
+  latency (edge ``emitted_at`` → case committed), queue depth and broker connection; SSE clients, webhook attempts
+  and the newest event its relay put on its SSE streams. Sum them over instances
+  (``sum by (outcome) (rate(...[5m]))``).
+- **the database** (the same from every instance, so take ``max``) — cases by state, stored dead letters by reason,
+  edges online, the outbox's newest event id and the webhook backlog (pending deliveries, oldest age), read at
+  scrape time with a few ``GROUP BY`` queries.
 
 Each app gets its own ``CollectorRegistry`` (several apps in one test process must not share counters).
 """
@@ -20,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -59,13 +61,15 @@ class CentralMetrics:
         r.register(_ScrapeCollector(self._sources))
 
     def bind(self, *, session_factory: Any = None, ingest: Callable[[], Any] | None = None,
-             bus: Any = None, webhooks: Callable[[], Any] | None = None,
-             clock: Any = None, stale_after_s: float = 120.0) -> None:
+             bus: Any = None, webhooks: Callable[[], Any] | None = None, relay: Callable[[], Any] | None = None,
+             webhook_keys: list[str] | None = None, clock: Any = None, stale_after_s: float = 120.0) -> None:
         s = self._sources
         s.session_factory = session_factory if session_factory is not None else s.session_factory
         s.ingest = ingest or s.ingest
         s.bus = bus if bus is not None else s.bus
         s.webhooks = webhooks or s.webhooks
+        s.relay = relay or s.relay
+        s.webhook_keys = tuple(webhook_keys) if webhook_keys is not None else s.webhook_keys
         s.clock = clock if clock is not None else s.clock
         s.stale_after_s = stale_after_s
 
@@ -130,6 +134,8 @@ class _Sources:
     ingest: Callable[[], Any] | None = None
     bus: Any = None
     webhooks: Callable[[], Any] | None = None
+    relay: Callable[[], Any] | None = None
+    webhook_keys: tuple[str, ...] = ()
     clock: Any = None
     stale_after_s: float = 120.0
 
@@ -180,14 +186,17 @@ class _ScrapeCollector(Collector):
             g.add_metric([], float(self.s.bus.stream_count))
             yield g
         hooks = self.s.webhooks() if self.s.webhooks else None
-        backlog = GaugeMetricFamily("gridwatch_webhook_backlog", "Webhook deliveries queued or waiting for a retry")
-        backlog.add_metric([], float(hooks.pending() if hooks is not None else 0))
-        yield backlog
         if hooks is not None:
-            g = GaugeMetricFamily("gridwatch_webhook_deliveries", "Webhook deliveries since start, by result",
-                                  labels=["result"])
-            for result in ("delivered", "failed", "retried", "dropped"):
+            g = GaugeMetricFamily("gridwatch_webhook_deliveries", "Webhook attempts by this process since start, by "
+                                  "result (retried: failed and scheduled again)", labels=["result"])
+            for result in ("delivered", "failed", "retried"):
                 g.add_metric([result], float(getattr(hooks.stats, result)))
+            yield g
+        relay = self.s.relay() if self.s.relay else None
+        if relay is not None:
+            g = GaugeMetricFamily("gridwatch_event_relay_last_id", "Newest outbox event this process has put on its "
+                                  "SSE streams (compare gridwatch_event_outbox_last_id)")
+            g.add_metric([], float(relay.last_id))
             yield g
 
     def _database(self) -> Iterator[Metric]:
@@ -218,9 +227,41 @@ class _ScrapeCollector(Collector):
             fresh = now is not None and last_seen is not None and _age_s(now, last_seen) <= self.s.stale_after_s
             up.add_metric([edge_id], 1.0 if state == "online" and fresh else 0.0)
         yield up
+        yield from self._events()
         ok = GaugeMetricFamily("gridwatch_database_up", "1 when the scrape could read the database")
         ok.add_metric([], 1)
         yield ok
+
+    def _events(self) -> Iterator[Metric]:
+        """The outbox's newest id and the webhook backlog (pending deliveries of the configured webhooks)."""
+        from sqlalchemy import func, select
+
+        from central.db import OutboxEvent, WebhookDelivery
+
+        keys = list(self.s.webhook_keys)
+        with self.s.session_factory() as session:
+            top = session.scalar(select(func.max(OutboxEvent.id))) or 0
+            pending = {} if not keys else {k: (n, oldest) for k, n, oldest in session.execute(
+                select(WebhookDelivery.webhook, func.count(), func.min(WebhookDelivery.created_at))
+                .where(WebhookDelivery.status == "pending", WebhookDelivery.webhook.in_(keys))
+                .group_by(WebhookDelivery.webhook)).all()}
+        g = GaugeMetricFamily("gridwatch_event_outbox_last_id", "Newest case event id in the outbox")
+        g.add_metric([], float(top))
+        yield g
+        backlog = GaugeMetricFamily("gridwatch_webhook_backlog", "Webhook deliveries not yet delivered or given up "
+                                    "(all configured webhooks, from the database)")
+        backlog.add_metric([], float(sum(n for n, _ in pending.values())))
+        yield backlog
+        by = GaugeMetricFamily("gridwatch_webhook_pending", "Pending deliveries per webhook", labels=["webhook"])
+        age = GaugeMetricFamily("gridwatch_webhook_oldest_pending_seconds", "Age of the oldest pending delivery per "
+                                "webhook (0 when none)", labels=["webhook"])
+        now = datetime.now(UTC)
+        for k in keys:
+            n, oldest = pending.get(k, (0, None))
+            by.add_metric([k], float(n))
+            age.add_metric([k], max(0.0, _age_s(now, oldest)) if oldest is not None else 0.0)
+        yield by
+        yield age
 
 
 def _age_s(now: datetime, then: datetime) -> float:

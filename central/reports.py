@@ -19,6 +19,7 @@ from central.catalogue import load_catalogue
 from central.clock import Clock
 from central.config import CentralConfig
 from central.db import Case, CaseAudit, CaseEvidence
+from central.event_outbox import record_many
 from central.grid import load_grid
 from central.routing import route
 from central.sla import Sla
@@ -62,7 +63,7 @@ def report_categories(session: Session, config: CentralConfig) -> list[dict[str,
 
 def create_report(session: Session, config: CentralConfig, clock: Clock, store: EvidenceStore, report: Report,
                   actor: str) -> tuple[Case, list[tuple[str, dict[str, Any]]]]:
-    """Insert the case (commits). Returns the case and the bus events to publish."""
+    """Insert the case and its ``case.created`` event (commits). Returns the case and the events recorded."""
     options = {o["code"]: o for o in report_categories(session, config)}
     opt = options.get(report.category)
     if opt is None:
@@ -114,5 +115,7 @@ def create_report(session: Session, config: CentralConfig, clock: Clock, store: 
         apply_action(session, case, "file", "system", now, sla, note="auto-filed (category rule)")
     if cat.auto_dispatch:
         apply_action(session, case, "dispatch", "system", now, sla, note="auto-dispatched (category rule)")
+    events: list[tuple[str, dict[str, Any]]] = [("case.created", {**case_summary(case), "source": "field_report"})]
+    record_many(session, events)  # committed with the case (central.event_outbox)
     session.commit()
-    return case, [("case.created", {**case_summary(case), "source": "field_report"})]
+    return case, events

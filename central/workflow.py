@@ -2,7 +2,8 @@
 
 The loop: reported → filed (or rejected) → dispatched → in_progress → handled → verifying → closed → archived;
 a failed verification sends the case back to dispatched (rework); duplicate and suspended are side states.
-``CaseService`` methods commit their own transaction and then publish ``case.updated`` on the event bus.
+``CaseService`` methods commit their own transaction, with its ``case.updated`` event in the outbox
+(``central.event_outbox``), then wake this process's relay (``bus.poke()``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from central.clock import Clock
 from central.config import CentralConfig
 from central.db import Case, CaseAudit, CaseEvidence
+from central.event_outbox import record
 from central.events import EventBus
 from central.sla import STAGE_OF_STATE, Sla
 from central.store import EvidenceStore, check_sha256
@@ -352,11 +354,12 @@ class CaseService:
                 self.session, case, action, actor, self.clock.now(), self.sla, note=note, squad=squad,
                 assignee=assignee, department=department, attachments=attachments, store=self.store,
             )
+            record(self.session, "case.updated", {**self.summary(case), "action": action, "actor": actor})
             self.session.commit()
         except Exception:
             self.session.rollback()
             raise
-        self.bus.publish("case.updated", {**self.summary(case), "action": action, "actor": actor})
+        self.bus.poke()
         return case
 
     def add_note(self, case_id: int, actor: str, note: str, attachments: list[str] | None = None) -> CaseAudit:
@@ -376,8 +379,9 @@ class CaseService:
                         to_state=case.state, note=note.strip(), attachments_json=shas or None)
         self.session.add(row)
         case.updated_at = now
+        record(self.session, "case.updated", {**self.summary(case), "action": "note", "actor": actor})
         self.session.commit()
-        self.bus.publish("case.updated", {**self.summary(case), "action": "note", "actor": actor})
+        self.bus.poke()
         return row
 
     def add_evidence(self, case_id: int, actor: str, data: bytes, content_type: str, kind: str = "attachment") -> str:

@@ -1,5 +1,6 @@
-"""Server-sent events through a real uvicorn server: a bus event reaches the client, keep-alive comments flow,
-and EventSource-style access works with a signed URL."""
+"""Server-sent events through a real uvicorn server: a case event reaches the client, keep-alive comments flow,
+EventSource-style access works with a signed URL, and a client that reconnects with Last-Event-ID (header, query or
+ticket URL) gets exactly the case events it missed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import uvicorn
 
 from central.db import upgrade
+from central.event_outbox import read_after
 from tests.test_api_support import ApiEnv, make_api
 
 
@@ -28,8 +30,9 @@ class Served:
         self.env = env
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(env.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                   timeout_graceful_shutdown=2))
+        self.server = uvicorn.Server(
+            uvicorn.Config(env.app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=2)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> Served:
@@ -57,22 +60,35 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 def _read_events(resp: httpx.Response, want: int, timeout: float = 5.0) -> list[tuple[str, str]]:
     """Read SSE frames until ``want`` named events arrived; returns (event, data) pairs and keep-alive comments."""
-    out: list[tuple[str, str]] = []
-    event, data = "", ""
+    return [(e, d) for e, d, _ in _read_frames(resp, want, timeout)]
+
+
+def _read_frames(resp: httpx.Response, want: int, timeout: float = 5.0) -> list[tuple[str, str, int | None]]:
+    """Like _read_events, with each event's id (None for events without one, and for comments)."""
+    out: list[tuple[str, str, int | None]] = []
+    event, data, eid = "", "", None
     deadline = time.monotonic() + timeout
     for line in resp.iter_lines():
         if line.startswith(":"):
-            out.append(("comment", line))
+            out.append(("comment", line, None))
+        elif line.startswith("id: "):
+            eid = int(line[4:])
         elif line.startswith("event: "):
             event = line[7:]
         elif line.startswith("data: "):
             data = line[6:]
-        elif line == "" and event:
-            out.append((event, data))
-            event, data = "", ""
-        if sum(1 for e, _ in out if e != "comment") >= want or time.monotonic() > deadline:
+        elif line == "":
+            if event:
+                out.append((event, data, eid))
+            event, data, eid = "", "", None
+        if sum(1 for e, _, _ in out if e != "comment") >= want or time.monotonic() > deadline:
             break
     return out
+
+
+def _outbox(env: ApiEnv, after: int = 0) -> list[tuple[int, str]]:
+    with env.central.session_factory() as s:
+        return [(r.id, r.kind) for r in read_after(s, after)]
 
 
 def test_sse_delivers_bus_events_and_keepalive(served: Served) -> None:
@@ -89,8 +105,11 @@ def test_sse_delivers_bus_events_and_keepalive(served: Served) -> None:
 
         def act() -> None:
             time.sleep(0.8)  # long enough for at least one keep-alive first
-            r = httpx.post(f"{served.base}/api/v1/cases/{case_id}/transitions", json={"action": "file"},
-                           headers=env.auth("dispatcher"))
+            r = httpx.post(
+                f"{served.base}/api/v1/cases/{case_id}/transitions",
+                json={"action": "file"},
+                headers=env.auth("dispatcher"),
+            )
             assert r.status_code == 200
 
         t = threading.Thread(target=act)
@@ -122,3 +141,68 @@ def test_sse_auth_signed_url_and_ingest_events(served: Served) -> None:
             t.join()
     kinds = [e for e, _ in frames if e != "comment"]
     assert kinds[:2] == ["incident.event", "case.created"]
+
+
+def test_sse_resume_with_last_event_id_returns_exactly_the_missed_events(served: Served) -> None:
+    env = served.env
+    h = env.auth("viewer")
+    with httpx.Client(base_url=served.base, timeout=10) as client:
+        with client.stream("GET", "/api/v1/stream", headers=h, params={"kinds": "case.created,case.updated"}) as r:
+            threading.Timer(0.3, env.new_case).start()
+            (seen,) = [f for f in _read_frames(r, want=1) if f[0] != "comment"]
+        assert seen[0] == "case.created" and seen[2] == _outbox(env)[-1][0]
+        last = seen[2]
+        # while the client is away: two new cases and a transition (3 case events, and live incident events)
+        missed_case = env.new_case()
+        env.new_case()
+        assert (
+            env.client.post(
+                f"/api/v1/cases/{missed_case}/transitions", json={"action": "file"}, headers=env.auth("dispatcher")
+            ).status_code
+            == 200
+        )
+        missed = _outbox(env, last)
+        assert [k for _, k in missed] == ["case.created", "case.created", "case.updated"]
+        with client.stream("GET", "/api/v1/stream", headers={**h, "Last-Event-ID": str(last)}) as r:
+            threading.Timer(0.5, env.new_case).start()  # and one while connected again
+            frames = [f for f in _read_frames(r, want=6, timeout=3) if f[0] != "comment"]  # 6th: none
+        with_ids = [(eid, e) for e, _, eid in frames if eid is not None]
+        new = _outbox(env, missed[-1][0])
+        assert [k for _, k in new] == ["case.created"]
+        assert with_ids == missed + new  # each missed event once, in order, then the live one
+        assert [e for e, _, eid in frames if eid is None] == ["incident.event"]  # live events are not replayed
+        # the EventSource way: a ticket URL that resumes (no header)
+        t = client.post("/api/v1/stream/ticket", headers=h, params={"last_event_id": missed[0][0]}).json()
+        assert t["url"].endswith(f"&last_event_id={missed[0][0]}")
+        with client.stream("GET", t["url"]) as r:
+            frames = [f for f in _read_frames(r, want=3) if f[0] != "comment"]
+        assert [(eid, e) for e, _, eid in frames] == missed[1:] + new
+        # a bad id is refused and says why
+        r = client.get("/api/v1/stream", headers={**h, "Last-Event-ID": "12abc"})
+        assert r.status_code == 400 and "Last-Event-ID" in r.json()["detail"]
+
+
+def test_sse_resume_too_far_behind_or_unknown_id_gets_resync(served: Served) -> None:
+    env = served.env
+    st = env.app.state
+    st.config = st.config.model_copy(update={"events": st.config.events.model_copy(update={"replay_max": 2})})
+    for _ in range(3):
+        env.new_case()
+    (first, *_), newest = _outbox(env), _outbox(env)[-1][0]
+    h = env.auth("viewer")
+    with httpx.Client(base_url=served.base, timeout=10) as client:
+        for last, reason in ((first[0] - 1, "too_many_missed"), (newest + 50, "unknown_id")):
+            with client.stream("GET", "/api/v1/stream", headers={**h, "Last-Event-ID": str(last)}) as r:
+                (frame,) = [f for f in _read_frames(r, want=1) if f[0] != "comment"]
+            assert frame[0] == "stream.resync" and frame[2] == newest and f'"reason":"{reason}"' in frame[1]
+        with client.stream("GET", "/api/v1/stream", headers={**h, "Last-Event-ID": str(newest - 2)}) as r:
+            frames = [f for f in _read_frames(r, want=2) if f[0] != "comment"]
+        assert [eid for _, _, eid in frames] == [newest - 1, newest]  # within the limit: replayed
+        # without an id the stream starts with one (an id-only block: no event, but the client's Last-Event-ID)
+        with client.stream("GET", "/api/v1/stream", headers=h) as r:
+            lines = []
+            for line in r.iter_lines():
+                if line == "":
+                    break
+                lines.append(line)
+        assert lines == ["retry: 3000", f"id: {newest}", ": connected"]

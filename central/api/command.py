@@ -130,7 +130,7 @@ def case_escalate(
     request: Request, case_id: CaseId, body: EscalateIn, session: DbSession,
     principal: Annotated[Principal, Depends(require_any("dispatcher", "handler"))],
 ) -> dict[str, Any]:
-    from central.escalation import EscalationRefused, escalate, escalation_json, level_view, publish
+    from central.escalation import EscalationRefused, escalate, escalation_json, level_view, record_escalation
     from central.workflow import CaseService
 
     st = request.app.state
@@ -143,12 +143,14 @@ def case_escalate(
     try:
         row = escalate(session, case, reason="beyond_powers", actor=principal.actor, now=st.clock.now(),
                        config=st.config, sla=svc.sla, grid=grid_of(request, session), note=body.note.strip())
+        session.flush()
+        info = escalation_json(row)
+        record_escalation(session, svc, case, info)
         session.commit()
     except EscalationRefused as e:
         session.rollback()
         raise ApiError(409, str(e), "escalation_refused") from None
-    info = escalation_json(row)
-    publish(st.bus, svc, case, info)
+    st.bus.poke()
     return {"escalation": info, "case": svc.summary(case), **{k: v for k, v in level_view(session, case).items()
                                                               if k != "escalations"}}
 
@@ -321,13 +323,12 @@ def post_report(
     svc = CaseService(session, st.config, st.clock, st.store, st.bus)
     svc._lock_for_write()
     try:
-        case, events = create_report(session, st.config, st.clock, st.store, Report(
+        case, _events = create_report(session, st.config, st.clock, st.store, Report(
             category=category.strip(), note=(note or "").strip() or None, lat=lat, lon=lon,
             grid_cell=(grid_cell or "").strip() or None, address=(address or "").strip() or None, photo=data,
         ), principal.actor)
     except ReportError as e:
         session.rollback()
         raise ApiError(422, f"form.{e}", "validation_error") from None
-    for kind, payload in events:
-        st.bus.publish(kind, payload)
+    st.bus.poke()  # its case.created was committed to the outbox with the case
     return svc.summary(case)

@@ -88,26 +88,31 @@ export async function evidenceUrl(sha256) {
 
 /**
  * Server-sent events from /api/v1/stream, read with fetch so the token travels in a header (EventSource cannot
- * set one). Reconnects with back-off. `onEvent(kind, data)`; `onState(connected)`. Returns a stop function.
+ * set one). Reconnects with back-off, sending the last case event id it saw (Last-Event-ID) so the server replays
+ * what happened meanwhile; when it cannot (too much missed), `stream.resync` arrives: reload the data.
+ * `onEvent(kind, data)`; `onState(connected)`. Returns a stop function.
  */
 export function stream(onEvent, onState = () => {}) {
   let stopped = false;
   let controller = null;
   let delay = 1000;
+  const cursor = { lastId: null };
 
   async function connect() {
     while (!stopped) {
       controller = new AbortController();
       try {
+        const extra = { Accept: 'text/event-stream' };
+        if (cursor.lastId !== null) extra['Last-Event-ID'] = cursor.lastId;
         const res = await fetch('/api/v1/stream', {
-          headers: authHeaders({ Accept: 'text/event-stream' }), signal: controller.signal, credentials: 'omit',
+          headers: authHeaders(extra), signal: controller.signal, credentials: 'omit',
         });
         if (res.status === 401) { toLogin(); return; } // signed out or token revoked
         if (!res.ok || !res.body) throw new Error(`stream HTTP ${res.status}`);
         delay = 1000;
         // "Connected" once the first bytes (the server's ": connected" comment) arrive: by then the server has
         // set up this client's subscription, unlike when only the response headers are in.
-        await readEvents(res.body, onEvent, () => onState(true));
+        await readEvents(res.body, onEvent, () => onState(true), cursor);
       } catch (err) {
         if (stopped) return;
       }
@@ -122,7 +127,7 @@ export function stream(onEvent, onState = () => {}) {
   return () => { stopped = true; if (controller) controller.abort(); };
 }
 
-async function readEvents(body, onEvent, onFirstChunk) {
+async function readEvents(body, onEvent, onFirstChunk, cursor) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   let first = true;
@@ -139,7 +144,8 @@ async function readEvents(body, onEvent, onFirstChunk) {
       const lines = [];
       for (const line of block.split('\n')) {
         if (line.startsWith(':')) continue;
-        if (line.startsWith('event:')) kind = line.slice(6).trim();
+        if (line.startsWith('id:')) cursor.lastId = line.slice(3).trim();
+        else if (line.startsWith('event:')) kind = line.slice(6).trim();
         else if (line.startsWith('data:')) lines.push(line.slice(5).replace(/^ /, ''));
       }
       if (!lines.length) continue;

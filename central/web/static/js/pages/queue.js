@@ -134,6 +134,7 @@ async function main() {
   await load();
   stream((kind, data) => {
     if (kind === 'case.created' || kind === 'case.updated') upsert(data);
+    else if (kind === 'stream.resync') load(); // away too long for a replay: fetch the list again
   }, setLive);
   // Deadlines move with time even without events: re-render relative times and colours every minute.
   setInterval(load, 60000);
