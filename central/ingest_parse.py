@@ -403,10 +403,14 @@ class MessageParser:
 
     def parse(self, topic: str, payload: bytes) -> Parsed:
         try:
-            return self._parse(topic, payload)
+            result = self._parse(topic, payload)
         except Exception as e:  # noqa: BLE001 - never let one message fail its batch or stop the worker
             log.error("ingest: parsing a message on %s raised %s", topic[:200], type(e).__name__, exc_info=True)
-            return DeadLetterReason("processing_error", f"{type(e).__name__} while parsing: {str(e)[:300]}")
+            result = DeadLetterReason("processing_error", f"{type(e).__name__} while parsing: {str(e)[:300]}")
+        if isinstance(result, DeadLetterReason):  # raised ones: their traceback's frames reach (f_back) the batch
+            # that will hold this result, a reference cycle keeping every payload of it alive until a full collection
+            result.__traceback__ = result.__context__ = result.__cause__ = None
+        return result
 
     def _parse(self, topic: str, payload: bytes) -> Parsed:
         parts = topic_parts(topic, self.prefix)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import gc
 import queue
 import sqlite3
 import threading
@@ -194,3 +195,34 @@ def test_an_exception_while_parsing_one_message_dead_letters_only_that_message(
         assert row.reason == "processing_error" and b"poison" in row.payload  # kept for a look, not lost
         assert s.scalar(select(func.count()).select_from(IncidentEvent)) == 2
     c.session_factory.kw["bind"].dispose()
+
+
+def test_dead_letter_reasons_keep_no_frames_so_a_batch_is_freed_without_the_collector() -> None:
+    """A raised reason used to keep its traceback; its frames reached the caller holding the batch, and the batch
+    held the reason: a cycle that kept every payload of the batch until a full collection (RSS grew with a flood)."""
+    from central.config import CentralConfig
+    from central.ingest_parse import DeadLetterReason, MessageParser
+    from tests.hostile_incidents import hostile
+
+    parser = MessageParser(CentralConfig())
+    kinds = hostile(incident_payload())
+
+    def fill(batch: list[Any]) -> None:  # as MqttIngest._next_batch: this frame holds the batch the results go into
+        for _, _, raw in kinds:
+            batch.append((raw, parser.parse(topic(), raw)))
+
+    gc.collect()
+    gc.disable()
+    try:
+        batch: list[Any] = []
+        fill(batch)
+        assert all(isinstance(r, DeadLetterReason) for _, r in batch)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        del batch
+        gc.collect()
+        leaked = [o for o in gc.garbage if isinstance(o, DeadLetterReason)]
+        assert not leaked, [r.reason for r in leaked]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
