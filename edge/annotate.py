@@ -17,6 +17,7 @@ ZONE_COLORS: dict[str, tuple[int, int, int]] = {
     "no_parking": (40, 40, 230),  # red
     "no_vending": (0, 165, 255),  # orange
     "crowd": (230, 160, 40),  # blue
+    "parking": (90, 200, 60),  # green: legal bays
 }
 BOX_COLOR = (60, 220, 60)
 HIGHLIGHT_COLOR = (0, 0, 255)

@@ -122,6 +122,9 @@ def _zone_rule(z: ZoneConfig) -> str:
     if z.type.value == "crowd":
         lv = z.levels
         parts.append(f"area {z.ground_area_m2():g} m², levels {lv.elevated:g}/{lv.high:g}/{lv.critical:g} per m²")
+    elif z.type.value == "parking":
+        bays = f" in {len(z.bays)} bays" if z.bays else ""
+        parts.append(f"{z.spaces()} spaces{bays}, occupancy every {z.report_every_s:g}s")
     else:
         parts.append(f"dwell {z.dwell_s:g}s, grace {z.grace_s:g}s")
     if z.type.value == "no_vending":

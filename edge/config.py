@@ -240,12 +240,14 @@ class ZoneType(StrEnum):
     no_parking = "no_parking"
     no_vending = "no_vending"
     crowd = "crowd"
+    parking = "parking"  # legal bays: occupancy figures, no incidents
 
 
 DEFAULT_ZONE_CLASSES: dict[ZoneType, list[str]] = {
     ZoneType.no_parking: ["car", "truck", "bus", "motorcycle"],
     ZoneType.no_vending: ["person"],
     ZoneType.crowd: ["person"],
+    ZoneType.parking: ["car", "truck", "bus", "motorcycle"],
 }
 DEFAULT_VENDING_EVIDENCE = [
     "umbrella", "dining table", "chair", "bench", "suitcase", "bicycle", "handbag", "backpack",
@@ -437,6 +439,23 @@ class ZoneConfig(Strict):
     cooldown_s: float = Field(60.0, ge=0)
     forecast_horizon_s: float = Field(120.0, ge=0, description="0 disables the early warning.")
     forecast_window_s: float = Field(120.0, gt=0)
+    # parking (legal bays)
+    capacity: int | None = Field(
+        None, ge=1, le=10_000, description="Parking zones: spaces in the zone. Defaults to the number of bays.",
+    )
+    bays: list[list[tuple[float, float]]] | None = Field(
+        None, max_length=500, description="Parking zones: optional bay polygons (normalized); a bay is occupied when "
+        "a present vehicle's lower half covers it. Without bays, occupied = min(vehicles present, capacity).",
+    )
+    report_every_s: float = Field(
+        60.0, ge=1, le=3600, description="Parking zones: one occupancy figure this often (the mean over the interval "
+        "and the count at its end).",
+    )
+    min_sightings: int = Field(
+        2, ge=1, le=10, description="Parking zones: samples at the same place before a vehicle counts (a passing car "
+        "is elsewhere at the next sample). 1 counts every detection at once: for snapshot or time-lapse cameras "
+        "whose every sample is a new scene (passing traffic then counts too).",
+    )
     count_method: Literal["auto", "tracks", "detections"] = Field(
         "auto", description="How a crowd zone counts: 'detections' = person boxes of the frame; 'tracks' = "
         "boxes fused over time with the tracker (a person held for track_hold_s through missed detections, "
@@ -465,6 +484,30 @@ class ZoneConfig(Strict):
         if not poly.is_valid:
             raise ValueError(f"polygon is self-intersecting: {explain_validity(poly)} (edges must not cross)")
         return pts
+
+    @field_validator("bays")
+    @classmethod
+    def _bays(cls, bays: list[list[tuple[float, float]]] | None) -> list[list[tuple[float, float]]] | None:
+        for i, pts in enumerate(bays or []):
+            try:
+                cls._polygon(pts)
+            except ValueError as e:
+                raise ValueError(f"bay {i}: {e}") from None
+        return bays
+
+    @model_validator(mode="after")
+    def _parking_rules(self) -> ZoneConfig:
+        if self.type == ZoneType.parking:
+            if self.capacity is None and not self.bays:
+                raise ValueError("a parking zone needs capacity (its spaces) or bays (one polygon per space)")
+            if self.bays and self.capacity is not None and self.capacity != len(self.bays):
+                raise ValueError(f"capacity {self.capacity} differs from the {len(self.bays)} bays drawn: give one "
+                                 "polygon per space, or capacity alone")
+        return self
+
+    def spaces(self) -> int:
+        """A parking zone's capacity in spaces (the bays drawn, when no capacity is given)."""
+        return int(self.capacity if self.capacity is not None else len(self.bays or []))
 
     @model_validator(mode="after")
     def _type_rules(self) -> ZoneConfig:

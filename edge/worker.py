@@ -329,6 +329,9 @@ class EdgeWorker:
         if self.publisher is not None:
             for figure in out.crowd:
                 self.publisher.publish_crowd(_as_dict(figure))
+            if out.occupancy and hasattr(self.publisher, "publish_occupancy"):
+                for occ in out.occupancy:
+                    self.publisher.publish_occupancy(_as_dict(occ))
 
         if self.print_detections:
             summary = ", ".join(f"{n}×{c}" for n, c in sorted(p.last_counts.items())) or "nothing"

@@ -96,7 +96,7 @@ class EdgePublisher:
         if not prefix or any(c in prefix for c in "#+"):
             raise ConfigError("mqtt", [("mqtt.topic_prefix", f"must be a plain topic path, got {prefix!r}")])
         base = self._base = f"{prefix}/{self.edge_id}"
-        self.topics = {k: f"{base}/{k}" for k in ("incidents", "status", "heartbeat", "crowd")}
+        self.topics = {k: f"{base}/{k}" for k in ("incidents", "status", "heartbeat", "crowd", "occupancy")}
         self.outbox = Outbox(config.outbox.path, config.outbox.max_events)
         self._secrets = [self.mqtt.password or ""]
         self._stopping = threading.Event()
@@ -167,6 +167,12 @@ class EdgePublisher:
         self._crowd_last[key] = (now, level)
         message = {"edge_id": self.edge_id, "at": utc_now(), **figure, "zone": zone_name}
         self._publish_live("crowd", message)
+
+    def publish_occupancy(self, figure: dict) -> None:
+        """A parking zone's occupancy figure (edge/rules/occupancy.py), QoS 0: the rule already reports once per
+        ``report_every_s``, so every figure goes out; one made while the broker is away is skipped (a gap in the
+        history central keeps, not a wrong figure)."""
+        self._publish_live("occupancy", {"edge_id": self.edge_id, **figure})
 
     def frame_topic(self, camera_id: str) -> str:
         return f"{self._base}/cameras/{camera_id}/frame"

@@ -1,9 +1,9 @@
 """Zone rules for one camera: ``RuleEngine.update(tracked detections, timestamp, frame size)``.
 
 Each enabled zone gets its rule (no_parking → illegal_parking, no_vending → street_vending,
-crowd → crowd_density). The engine is driven purely by the timestamps it is given (epoch seconds,
-the file's own clock in tests), so replays are deterministic and schedules can be tested by choosing
-timestamps.
+crowd → crowd_density, parking → parking_occupancy figures). The engine is driven purely by the
+timestamps it is given (epoch seconds, the file's own clock in tests), so replays are deterministic
+and schedules can be tested by choosing timestamps.
 
 Shutdown policy (``flush``): every open incident is closed with ``close_reason: shutdown``, so the
 central service never keeps an incident open that no running edge will ever close. A restarted worker
@@ -20,15 +20,17 @@ from edge.detections import Detections
 from edge.incidents import EngineContext, IncidentEvent, IncidentFactory
 from edge.rules.base import NO_SCENE, Scene, ZoneRule
 from edge.rules.crowd import CrowdFigure, CrowdRule
+from edge.rules.occupancy import OccupancyFigure, OccupancyRule
 from edge.rules.parking import ParkingRule
 from edge.rules.vending import VendingRule
 
-__all__ = ["CrowdFigure", "IncidentEvent", "RuleEngine", "RuleOutput", "Scene"]
+__all__ = ["CrowdFigure", "IncidentEvent", "OccupancyFigure", "RuleEngine", "RuleOutput", "Scene"]
 
 RULES: dict[ZoneType, type[ZoneRule]] = {
     ZoneType.no_parking: ParkingRule,
     ZoneType.no_vending: VendingRule,
     ZoneType.crowd: CrowdRule,
+    ZoneType.parking: OccupancyRule,
 }
 DEFAULT_UPDATE_EVERY_S = 300.0
 
@@ -37,6 +39,7 @@ DEFAULT_UPDATE_EVERY_S = 300.0
 class RuleOutput:
     events: list[IncidentEvent] = field(default_factory=list)
     crowd: list[CrowdFigure] = field(default_factory=list)  # live figures of every active crowd zone
+    occupancy: list[OccupancyFigure] = field(default_factory=list)  # parking zones whose reporting interval ended
 
 
 class RuleEngine:
@@ -89,6 +92,8 @@ class RuleEngine:
             out.events += rule.step(detections, timestamp, frame_size, scene)
             if isinstance(rule, CrowdRule) and rule.active and rule.figure is not None:
                 out.crowd.append(rule.figure)
+            elif isinstance(rule, OccupancyRule) and (report := rule.take_report()) is not None:
+                out.occupancy.append(report)
         return out
 
     def reconfigure(self, camera: CameraConfig) -> None:

@@ -58,6 +58,7 @@ ONE_VEHICLE_OVERLAP = 0.5  # of the smaller box: two spots this much on top of e
 
 class ParkingRule(ZoneRule):
     type = "illegal_parking"
+    keep_arrival = True  # keep the frame of a spot's first appearance match (the arrival photograph)
 
     def _set_zone(self, zone) -> None:  # type: ignore[no-untyped-def]
         super()._set_zone(zone)
@@ -69,6 +70,37 @@ class ParkingRule(ZoneRule):
     def evaluate(
         self, detections: Detections, now: float, frame_size: tuple[int, int], active: bool, scene: Scene
     ) -> list[IncidentEvent]:
+        seen, forgotten = self.observe(detections, now, frame_size, scene)
+        grey = scene.grey
+        events: list[IncidentEvent] = []
+        for spot in forgotten:
+            inc: Incident | None = spot.data.pop("incident", None)
+            if inc is not None and not inc.closed:
+                events.append(self.factory.event(inc, "closed", now, frame_size, close_reason="left"))
+        for spot in seen:
+            inc = spot.data.get("incident")
+            if inc is not None:
+                inc.last_seen_at = now
+                inc.subject = self._subject(spot, grey is not None)
+                if self.due_update(inc, now):
+                    events.append(self.factory.event(inc, "updated", now, frame_size))
+            elif active and self._due(spot, now, grey is not None) and not self._another_incident_on(spot, seen):
+                arrival = spot.data.pop("arrival", None)
+                inc, ev = self.factory.open(
+                    self.type, self.zone, self.dwell_start(spot.started_at), now, frame_size,
+                    subject=self._subject(spot, grey is not None), evidence=(arrival,) if arrival else (),
+                )
+                spot.data["incident"] = inc
+                spot.pinned = True
+                events.append(ev)
+        return events
+
+    def observe(
+        self, detections: Detections, now: float, frame_size: tuple[int, int], scene: Scene
+    ) -> tuple[list[Spot], list[Spot]]:
+        """Update the spots with this frame's vehicles in the zone and the appearance evidence.
+
+        Returns (spots present now: detected or their patch still matching, spots forgotten now)."""
         sel = detections[self.geometry.member_mask(detections, frame_size)]
         anchors = self.geometry.anchors(sel.xyxy)
         grey = scene.grey
@@ -94,28 +126,7 @@ class ParkingRule(ZoneRule):
             for spot in seen:
                 if "ref" not in spot.data:
                     self._take_reference(spot, grey)
-        events: list[IncidentEvent] = []
-        for spot in forgotten:
-            inc: Incident | None = spot.data.pop("incident", None)
-            if inc is not None and not inc.closed:
-                events.append(self.factory.event(inc, "closed", now, frame_size, close_reason="left"))
-        for spot in seen:
-            inc = spot.data.get("incident")
-            if inc is not None:
-                inc.last_seen_at = now
-                inc.subject = self._subject(spot, grey is not None)
-                if self.due_update(inc, now):
-                    events.append(self.factory.event(inc, "updated", now, frame_size))
-            elif active and self._due(spot, now, grey is not None) and not self._another_incident_on(spot, seen):
-                arrival = spot.data.pop("arrival", None)
-                inc, ev = self.factory.open(
-                    self.type, self.zone, self.dwell_start(spot.started_at), now, frame_size,
-                    subject=self._subject(spot, grey is not None), evidence=(arrival,) if arrival else (),
-                )
-                spot.data["incident"] = inc
-                spot.pinned = True
-                events.append(ev)
-        return events
+        return seen, forgotten
 
     # ------------------------------------------------------------------ appearance evidence
 
@@ -142,7 +153,7 @@ class ParkingRule(ZoneRule):
             if sim >= SAME_VEHICLE:
                 present.add(id(spot))
                 spot.data["confirms"] = spot.data.get("confirms", 0) + 1
-                if "arrival" not in spot.data:
+                if self.keep_arrival and "arrival" not in spot.data:
                     box = tuple(float(v) for v in spot.data["ref_box"])
                     spot.data["arrival"] = EvidenceFrame("arrival", now, image, box)  # type: ignore[arg-type]
                 if sim >= FOLLOW_LIGHTING and cur is not None:
