@@ -24,7 +24,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, false, or_, select
+import numpy as np
+from sqlalchemy import and_, case, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from central.clock import Clock, SystemClock
@@ -42,10 +43,6 @@ def _rate(n: float, d: int) -> float | None:
     return round(n / d, 4) if d else None
 
 
-def _mean(xs: list[float]) -> float | None:
-    return round(sum(xs) / len(xs), 4) if xs else None
-
-
 def kpis(
     session: Session,
     since: datetime,
@@ -60,7 +57,13 @@ def kpis(
     """KPI rows: one row ("group": "all") or one per group value (None = not set), sorted by due desc.
 
     ``group_by`` community / street / district rolls grid cells up through ``grid`` (a ``central.grid.GridIndex``);
-    ``cells`` keeps only incidents and cases in those grid cells (``GridIndex.cells_under(unit)``)."""
+    ``cells`` keeps only incidents and cases in those grid cells (``GridIndex.cells_under(unit)``).
+
+    Counts are aggregated in SQL (GROUP BY); the due cases come back as plain tuples with epoch seconds and their
+    working hours are computed for all at once (``evaluation.working_seconds``): a year of 40,000 cases takes a
+    fraction of a second instead of a Python loop over datetimes."""
+    from central.evaluation import epoch, working_seconds
+
     if group_by is not None and group_by not in GROUPS and group_by not in LEVEL_GROUPS:
         raise ValueError(f"group_by must be one of {', '.join((*GROUPS, *LEVEL_GROUPS))}, not {group_by!r}")
     if group_by in LEVEL_GROUPS and grid is None:
@@ -71,72 +74,100 @@ def kpis(
     horizon = min(until, now)
     level = group_by if group_by in LEVEL_GROUPS else None
     attr = "grid_cell" if level else GROUPS.get(group_by or "")
+    dialect = session.get_bind().dialect.name
 
     def up(value: Any) -> Any:
         return grid.unit_at(value, level) if level else value
-
-    def key_of(obj: Any) -> Any:
-        return "all" if attr is None else up(getattr(obj, attr))
 
     def in_cells(stmt: Any, col: Any) -> Any:
         return stmt if cells is None else stmt.where(col.in_(cells) if cells else false())
 
     rows: dict[Any, dict[str, Any]] = defaultdict(lambda: {
         "incidents": 0, "cases_filed": 0, "due": 0, "closed": 0, "on_time": 0, "reworks": 0,
-        "_handling": [], "_overtime": [],
+        "_handling": 0.0, "_overtime": 0.0, "_timed": 0,
     })
+    case_col = getattr(Case, attr) if attr else Case.category  # any column when not grouped: the key is "all"
+
+    def grouped(col: Any, stmt: Any) -> Any:
+        return stmt.group_by(col) if group_by is not None else stmt
 
     # incidents (grouped by the incident's own fields; by the case's squad for group_by=squad)
-    inc_stmt = select(Incident.started_at).where(Incident.started_at >= since, Incident.started_at < until)
+    inc_period = and_(Incident.started_at >= since, Incident.started_at < until)
     if group_by == "squad":
-        inc_stmt = select(Case.squad).select_from(Incident).outerjoin(Case, Case.id == Incident.case_id).where(
-            Incident.started_at >= since, Incident.started_at < until)
-    elif group_by is not None:
-        inc_stmt = select(INCIDENT_GROUPS[attr if level else group_by]).where(
-            Incident.started_at >= since, Incident.started_at < until)
-    for (value,) in session.execute(in_cells(inc_stmt, Incident.grid_cell)):
-        rows["all" if group_by is None else up(value)]["incidents"] += 1
+        inc_stmt = (select(Case.squad, func.count()).select_from(Incident)
+                    .outerjoin(Case, Case.id == Incident.case_id).where(inc_period).group_by(Case.squad))
+    else:
+        inc_col = INCIDENT_GROUPS["grid_cell" if level else group_by] if group_by else Incident.type
+        inc_stmt = grouped(inc_col, select(func.min(inc_col), func.count()).where(inc_period))
+    for value, n in session.execute(in_cells(inc_stmt, Incident.grid_cell)):
+        if not n:
+            continue  # the one ungrouped row of an empty period
+        rows["all" if group_by is None else up(value)]["incidents"] += n
 
-    # columns, not ORM objects: a year of cases is tens of thousands of rows
-    cols = (Case.id, Case.squad, Case.grid_cell, Case.camera_id, Case.category, Case.rework_count, Case.closed_at,
-            Case.reported_at, Case.due_at)
-    filed_stmt = in_cells(select(*cols).where(Case.filed_at >= since, Case.filed_at < until), Case.grid_cell)
-    for case in session.execute(filed_stmt):
-        rows[key_of(case)]["cases_filed"] += 1
+    filed_stmt = select(func.min(case_col), func.count()).where(Case.filed_at >= since, Case.filed_at < until)
+    for value, n in session.execute(grouped(case_col, in_cells(filed_stmt, Case.grid_cell))):
+        rows["all" if group_by is None else up(value)]["cases_filed"] += n
 
-    cat_limits = {c.code: (c, sla.total_limit(c.code)) for c in config.categories}
-    due_stmt = select(*cols).where(
+    # due cases: the period tests in SQL, durations as epoch seconds
+    closed_in = and_(Case.closed_at.is_not(None), Case.closed_at >= since, Case.closed_at < horizon)
+    due_stmt = select(
+        case_col, Case.category, Case.rework_count, case((closed_in, 1), else_=0),
+        case((and_(closed_in, or_(Case.due_at.is_(None), Case.closed_at <= Case.due_at)), 1), else_=0),
+        epoch(Case.reported_at, dialect), epoch(Case.closed_at, dialect),
+    ).where(
         Case.state.not_in(NOT_CASES),
-        or_(
-            and_(Case.due_at >= since, Case.due_at < horizon),
-            and_(Case.closed_at >= since, Case.closed_at < horizon),
-        ),
+        or_(and_(Case.due_at >= since, Case.due_at < horizon), closed_in),
     )
-    for case in session.execute(in_cells(due_stmt, Case.grid_cell)):
-        r = rows[key_of(case)]
-        r["due"] += 1
-        r["reworks"] += case.rework_count
-        closed_in = case.closed_at is not None and since <= case.closed_at < horizon
-        if closed_in:
-            r["closed"] += 1
-            r["_handling"].append((case.closed_at - case.reported_at).total_seconds() / 3600.0)
-            if case.due_at is None or case.closed_at <= case.due_at:
-                r["on_time"] += 1
-        cat, limit = cat_limits.get(case.category, (None, None))
-        if cat is not None and limit:
-            end = case.closed_at if closed_in else horizon
-            handling = sla.elapsed(case.reported_at, end, cat.unit)
-            r["_overtime"].append(max(0.0, (handling - limit) / limit))
+    due = session.execute(in_cells(due_stmt, Case.grid_cell)).all()
+    if due:
+        values, categories, rework, closed, on_time, rep_s, closed_s = zip(*due, strict=True)
+        key_cache: dict[Any, Any] = {}
+        keys = [key_cache[v] if v in key_cache else key_cache.setdefault(v, "all" if group_by is None else up(v))
+                for v in values]
+        groups = list(dict.fromkeys(keys))
+        index = {g: i for i, g in enumerate(groups)}
+        gi = np.fromiter((index[k] for k in keys), np.int64, len(keys))
+        closed_a = np.array(closed, dtype=bool)
+        rep_a = np.array(rep_s, dtype=float)
+        end_a = np.where(closed_a, np.array([x if x is not None else np.nan for x in closed_s], dtype=float),
+                         horizon.timestamp())
+        limits = {c.code: (sla.total_limit(c.code) or 0.0, c.unit == "working") for c in config.categories}
+        lim_a = np.array([limits.get(k, (0.0, False))[0] for k in categories], dtype=float)
+        work_a = np.array([limits.get(k, (0.0, False))[1] for k in categories], dtype=bool)
+        hours = np.maximum(0.0, end_a - rep_a) / 3600.0
+        if (work_a & (lim_a > 0)).any():
+            sel = work_a & (lim_a > 0)
+            xs, ys = working_seconds(sla, float(rep_a[sel].min()), float(end_a[sel].max()))
+            hours[sel] = np.maximum(0.0, (np.interp(end_a[sel], xs, ys) - np.interp(rep_a[sel], xs, ys)) / 3600.0)
+        timed = lim_a > 0
+        over = np.where(timed, np.maximum(0.0, (hours - np.where(timed, lim_a, 1.0)) / np.where(timed, lim_a, 1.0)),
+                        0.0)
+        n = len(groups)
+
+        def total(weights: Any) -> list[float]:
+            return np.bincount(gi, weights=weights, minlength=n).tolist()
+
+        sums = {
+            "due": total(None), "closed": total(closed_a), "on_time": total(np.array(on_time, dtype=float)),
+            "reworks": total(np.array([x or 0 for x in rework], dtype=float)),
+            "_handling": total(np.where(closed_a, (end_a - rep_a) / 3600.0, 0.0)),
+            "_overtime": total(over), "_timed": total(timed),
+        }
+        for i, g in enumerate(groups):
+            r = rows[g]
+            for name, col in sums.items():
+                r[name] = col[i] if name in ("_handling", "_overtime") else int(round(col[i]))
 
     out: list[dict[str, Any]] = []
     for group, r in rows.items():
-        due = r["due"]
+        n_due = r["due"]
         out.append({
             "group_by": group_by, "group": group, "incidents": r["incidents"], "cases_filed": r["cases_filed"],
-            "due": due, "closed": r["closed"], "on_time": r["on_time"], "failed_verifications": r["reworks"],
-            "closure_rate": _rate(r["closed"], due), "on_time_rate": _rate(r["on_time"], due),
-            "rework_rate": _rate(r["reworks"], due), "avg_handling_h": _mean(r["_handling"]),
-            "avg_overtime_multiple": _mean(r["_overtime"]),
+            "due": n_due, "closed": r["closed"], "on_time": r["on_time"], "failed_verifications": r["reworks"],
+            "closure_rate": _rate(r["closed"], n_due), "on_time_rate": _rate(r["on_time"], n_due),
+            "rework_rate": _rate(r["reworks"], n_due),
+            "avg_handling_h": round(r["_handling"] / r["closed"], 4) if r["closed"] else None,
+            "avg_overtime_multiple": round(r["_overtime"] / r["_timed"], 4) if r["_timed"] else None,
         })
     if group_by is None and not out:
         out.append({

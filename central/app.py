@@ -37,7 +37,12 @@ from central.events import EventBus
 from central.metrics import CentralMetrics
 from central.metrics import router as metrics_router
 from central.open311 import router as open311_router
-from central.security import BodySizeLimitMiddleware, CrossOriginWriteGuard, SecurityHeadersMiddleware
+from central.security import (
+    BodySizeLimitMiddleware,
+    CrossOriginWriteGuard,
+    SecurityHeadersMiddleware,
+    security_headers,
+)
 from central.store import EvidenceStore, FileEvidenceStore
 from central.webhooks import WebhookDispatcher
 
@@ -79,6 +84,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
         st.escalation = EscalationTicker(st.session_factory, st.config, st.clock, st.bus)
         st.escalation.start()
+    if st.config.crowd_response.plans:
+        from central.crowd_plans import CrowdResponder
+
+        st.crowd_response = CrowdResponder(st.session_factory, st.config, st.clock, st.bus)
+        st.crowd_response.start()
+    if st.start_escalation and st.config.findings.enabled:  # `serve`: the weekly findings run
+        from central.findings_runs import FindingsScheduler
+
+        st.findings_schedule = FindingsScheduler(st.session_factory, st.config, st.clock)
+        st.findings_schedule.start()
     if st.start_ingest and st.config.mqtt.enabled:
         st.ingest = _start_ingest(app)
     try:
@@ -88,6 +103,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if st.escalation is not None:
             st.escalation.stop()
             st.escalation = None
+        for name in ("crowd_response", "findings_schedule"):
+            if getattr(st, name) is not None:
+                getattr(st, name).stop()
+                setattr(st, name, None)
         if st.ingest is not None:
             st.ingest.stop()
             st.ingest = None
@@ -145,6 +164,8 @@ def create_app(
     st.start_ingest = start_ingest
     st.start_escalation = start_escalation  # the escalation sweep thread (central.escalation), for `serve`
     st.escalation = None
+    st.crowd_response = None  # central.crowd_plans.CrowdResponder, when crowd response plans are configured
+    st.findings_schedule = None  # central.findings_runs.FindingsScheduler, in `serve`
     st.ingest = None
     st.webhooks = None
     st.relay = None
@@ -175,5 +196,5 @@ def create_app(
         )
     # NUL / invalid UTF-8 in the path or query string: refused before any route or log sees it
     app.add_middleware(TextGuardMiddleware)
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, headers=security_headers(config.map.tile_origin()))
     return app

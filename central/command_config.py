@@ -197,3 +197,120 @@ class CatalogueConfig(Strict):
         if dup:
             raise ValueError(f"incident types mapped to more than one catalogue entry: {dup}")
         return self
+
+
+CROWD_LEVELS: tuple[str, ...] = ("elevated", "high", "critical")  # edge/rules/crowd.py's levels above normal
+
+
+class CrowdPlan(Strict):
+    """The response plan (应急预案) for one crowd zone at one warning level."""
+
+    zone: str = Field(
+        min_length=1, max_length=257,
+        description="Zone name (`plaza-floor`), `camera_id/zone` for one camera's zone (wins over the name), or `*` "
+        "for every crowd zone without a plan of its own.",
+    )
+    level: Literal["elevated", "high", "critical"] = Field(
+        description="Crowd level the plan is for. A case at a level without a plan of its own shows the plan of the "
+        "highest lower level that has one.",
+    )
+    plan: str = Field(min_length=1, max_length=8000, description="What to do (English).")
+    plan_zh: str | None = Field(None, max_length=8000, description="What to do (Chinese; zh-CN dashboard).")
+    notify: list[str] = Field(
+        default_factory=list, max_length=50,
+        description="Who is told (squad or department codes, duty desks): listed in the `crowd.response` event.",
+    )
+    dispatch: list[str] = Field(
+        default_factory=list, max_length=50,
+        description="Squads sent to the zone. When `squads` are configured these must be among them.",
+    )
+
+
+class CrowdResponseConfig(Strict):
+    """Crowd response plans per zone and level. When a crowd case reaches a level with a plan, central writes a
+    `response_plan` audit entry and publishes a `crowd.response` event (once per case and level) with the plan,
+    `notify` and `dispatch`: a webhook with `events: [crowd.response]` carries it to the teams' duty system."""
+
+    plans: list[CrowdPlan] = Field(default_factory=list, description="Plans; one per zone and level.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> CrowdResponseConfig:
+        keys = [(p.zone, p.level) for p in self.plans]
+        dup = sorted({f"{z}@{lv}" for z, lv in keys if keys.count((z, lv)) > 1})
+        if dup:
+            raise ValueError(f"more than one plan for the same zone and level: {dup}")
+        return self
+
+    def plan_for(self, camera_id: str | None, zone: str | None, level: str | None) -> CrowdPlan | None:
+        """The plan for a zone at ``level``: ``camera/zone`` before ``zone`` before ``*``; at the level itself or
+        else the highest lower level that has one."""
+        if level not in CROWD_LEVELS or not zone:
+            return None
+        keys = ([f"{camera_id}/{zone}"] if camera_id else []) + [zone, "*"]
+        rank = CROWD_LEVELS.index(level)
+        for key in keys:
+            own = {p.level: p for p in self.plans if p.zone == key}
+            for lv in reversed(CROWD_LEVELS[: rank + 1]):
+                if lv in own:
+                    return own[lv]
+        return None
+
+
+class MapConfig(Strict):
+    """The map page. Without ``tile_url`` it draws vector boundaries only and requests nothing beyond central."""
+
+    tile_url: str | None = Field(
+        None, max_length=1000, pattern=r"^https?://[^/\s]+/\S*\{z\}\S*$",
+        description="An internal tile server drawn under the grid, e.g. `https://tiles.internal/{z}/{x}/{y}.png` "
+        "(Web Mercator XYZ tiles; `{z}`, `{x}`, `{y}` are replaced). Its origin is added to the pages' "
+        "Content-Security-Policy `img-src`.",
+    )
+    attribution: str | None = Field(None, max_length=300, description="Shown under the map when tiles are drawn.")
+    bounds: tuple[float, float, float, float] | None = Field(
+        None, description="[west, south, east, north] in degrees: tiles are requested only inside these bounds.",
+    )
+    min_zoom: int = Field(0, ge=0, le=22, description="Lowest zoom level the tile server has.")
+    max_zoom: int = Field(19, ge=0, le=22, description="Highest zoom level the tile server has.")
+
+    @field_validator("tile_url", mode="before")
+    @classmethod
+    def _blank(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @model_validator(mode="after")
+    def _check(self) -> MapConfig:
+        if self.min_zoom > self.max_zoom:
+            raise ValueError("min_zoom must not exceed max_zoom")
+        if self.bounds is not None:
+            w, s, e, n = self.bounds
+            if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+                raise ValueError("bounds must be [west, south, east, north] with west < east and south < north")
+        return self
+
+    def tile_origin(self) -> str | None:
+        """scheme://host[:port] of the tile server (for the CSP), or None."""
+        if not self.tile_url:
+            return None
+        scheme, _, rest = self.tile_url.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class FindingsScheduleConfig(Strict):
+    """The weekly findings analysis: run by `serve` at ``weekday`` ``time`` in the site's ``timezone`` over the
+    ``period_days`` before, and on demand (`POST /api/v1/findings/runs`). Every run is stored."""
+
+    enabled: bool = Field(True, description="Run the weekly analysis in `serve`.")
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = Field("mon", description="Day of the run.")
+    time: str = Field("07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local time of the run (HH:MM).")
+    period_days: int = Field(7, ge=1, le=366, description="Days analysed, ending at the run's scheduled time.")
+    level: Literal["cell", "community", "street", "district"] = Field(
+        "community", description="Grid level the findings name areas at."
+    )
+    catch_up_h: float = Field(
+        24, ge=0, le=168, description="A run missed while central was down is made up if it is at most this old."
+    )
+    tick_s: float = Field(60, ge=1, le=3600, description="Seconds between checks for a due run.")
+    keep: int = Field(104, ge=1, le=10_000, description="Stored runs kept (older ones are deleted): two years.")

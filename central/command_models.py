@@ -70,3 +70,26 @@ class CaseEscalation(Base):
         Index("ix_case_escalations_case_id_id", "case_id", "id"),
         Index("ix_case_escalations_at", "at"),
     )
+
+
+class FindingsRun(Base):
+    """One run of the findings analysis (weekly on the schedule, or on demand), with its report (migration 0006).
+
+    ``scheduled_for`` is the slot a scheduled run belongs to; it is unique, so two central instances cannot both
+    store the same weekly run (manual runs leave it NULL)."""
+
+    __tablename__ = "findings_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | manual
+    actor: Mapped[str] = mapped_column(String(128))
+    scheduled_for: Mapped[datetime | None] = mapped_column(unique=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    since: Mapped[datetime]
+    until: Mapped[datetime]
+    level: Mapped[str] = mapped_column(String(16))
+    cases: Mapped[int] = mapped_column(Integer)
+    finding_count: Mapped[int] = mapped_column(Integer)
+    report_json: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index("ix_findings_runs_started_at", "started_at"),)

@@ -16,7 +16,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from central.command_config import CatalogueConfig, EscalationConfig, GridConfig
+from central.command_config import (
+    CatalogueConfig,
+    CrowdResponseConfig,
+    EscalationConfig,
+    FindingsScheduleConfig,
+    GridConfig,
+    MapConfig,
+)
 from edge.config import TlsConfig, parse_days
 from edge.yamlconfig import ConfigError, Strict, read_yaml, validate_document
 
@@ -350,6 +357,13 @@ class CentralConfig(Strict):
     grid: GridConfig = Field(GridConfig(), description="Grid hierarchy district → street → community → cell.")
     escalation: EscalationConfig = Field(EscalationConfig(), description="Three-level linkage: escalation.")
     catalogue: CatalogueConfig = Field(CatalogueConfig(), description="Category standard (classes A-D).")
+    crowd_response: CrowdResponseConfig = Field(
+        CrowdResponseConfig(), description="Crowd response plans per zone and level (who is notified, dispatched)."
+    )
+    map: MapConfig = Field(MapConfig(), description="The map page: an optional internal tile server.")
+    findings: FindingsScheduleConfig = Field(
+        FindingsScheduleConfig(), description="The weekly findings analysis (schedule, period, level)."
+    )
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     events: EventsConfig = Field(EventsConfig(), description="Case-event outbox, SSE resume and webhook retries.")
     zone_config_path: Path | None = None
@@ -391,6 +405,11 @@ class CentralConfig(Strict):
             for i, rule in enumerate(self.routing):
                 if rule.squad is not None and rule.squad not in squads:
                     raise ValueError(f"routing[{i}].squad {rule.squad!r} is not one of the configured squads")
+            for i, plan in enumerate(self.crowd_response.plans):
+                for squad in plan.dispatch:
+                    if squad not in squads:
+                        raise ValueError(f"crowd_response.plans[{i}].dispatch {squad!r} is not one of the "
+                                         "configured squads")
         return self
 
     @property

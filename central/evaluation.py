@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, case, false, func, or_, select
+from sqlalchemy import Float, and_, case, cast, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from central.catalogue import Catalogue
@@ -70,7 +70,8 @@ def epoch(col: Any, dialect: str) -> Any:
     """Seconds since 1970 (UTC) of a stored naive-UTC timestamp, computed by the database (no datetime objects)."""
     if dialect == "sqlite":
         return (func.julianday(col) - 2440587.5) * 86400.0
-    return func.extract("epoch", col)
+    # double precision, not PostgreSQL's numeric: psycopg would make a Decimal of every value (slow for 40,000 rows)
+    return cast(func.extract("epoch", col), Float)
 
 
 def due_cases(session: Session, since: datetime, horizon: datetime, cells: list[str] | None = None) -> list[Any]:
@@ -96,7 +97,10 @@ def working_seconds(sla: Sla, lo: float, hi: float) -> tuple[Any, Any]:
     cal = sla.calendar
     day = datetime.fromtimestamp(lo, UTC).astimezone(cal.tz).date() - timedelta(days=1)
     last = datetime.fromtimestamp(hi, UTC).astimezone(cal.tz).date() + timedelta(days=1)
-    xs, ys, cum = [lo - 1.0], [0.0], 0.0
+    # the first breakpoint precedes every interval (not ``lo``: when ``lo`` falls inside a working period, the
+    # part of that period before ``lo`` would otherwise be spread over the interpolation and counted after it)
+    first = datetime(day.year, day.month, day.day, tzinfo=cal.tz).timestamp() - 1.0
+    xs, ys, cum = [min(lo, first) - 1.0], [0.0], 0.0
     while day <= last:
         for a, b in cal._day(day):
             ta, tb = a.timestamp(), b.timestamp()

@@ -37,6 +37,17 @@ SECURITY_HEADERS: dict[str, str] = {
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+def security_headers(tile_origin: str | None = None) -> dict[str, str]:
+    """``SECURITY_HEADERS``, with ``tile_origin`` (the map's internal tile server, ``map.tile_url``) allowed as an
+    image source. Without it the pages may load images from this origin only."""
+    if not tile_origin:
+        return dict(SECURITY_HEADERS)
+    if any(c in tile_origin for c in " ;,'\"\n\r"):
+        raise ValueError(f"tile server origin {tile_origin!r} cannot go into a Content-Security-Policy")
+    csp = CONTENT_SECURITY_POLICY.replace("img-src 'self' data: blob:", f"img-src 'self' data: blob: {tile_origin}")
+    return {**SECURITY_HEADERS, "Content-Security-Policy": csp}
+
+
 async def _send_json(
     send: Send, status: int, body: dict[str, Any], extra_headers: Iterable[tuple[str, str]] = ()
 ) -> None:

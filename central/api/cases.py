@@ -135,9 +135,26 @@ def case_detail(request: Request, case_id: CaseId, cases: Cases, principal: Curr
     crowd = _latest_crowd(cases, case_id)
     if crowd is not None:
         out["crowd"] = crowd  # crowd cases: the newest count, its interval, level and forecast
+        from central.crowd_plans import plan_view
+
+        out["crowd_plan"] = plan_view(request.app.state.config, case, crowd)  # the response plan for that level
+    out["grid_path"] = _grid_path(request, cases, case.grid_cell)
     if case.previous_case_id is not None:
         prev = cases.session.get(type(case), case.previous_case_id)
         out["previous_case_public_id"] = prev.public_id if prev is not None else None
+    return out
+
+
+def _grid_path(request: Request, cases: Any, cell: str | None) -> list[dict[str, Any]]:
+    """District → street → community → cell of the case's grid cell (only the levels the hierarchy knows)."""
+    from central.api.command import grid_of
+
+    g = grid_of(request, cases.session)
+    out = []
+    for level, code in g.ancestors(cell).items():
+        u = g.get(code)
+        if u is not None:
+            out.append({"level": level, "code": u.code, "name": u.name, "name_zh": u.name_zh, "team": u.team})
     return out
 
 

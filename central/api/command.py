@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ConfigDict, Field
 
 from central.api.analytics import _period
-from central.api.deps import iso
+from central.api.deps import iso, parse_when
 from central.api.errors import ApiError, error_responses
 from central.api.inputs import CaseId, SafeBody
 from central.auth import CurrentPrincipal, DbSession, Principal, require, require_any
@@ -277,6 +277,84 @@ def findings(
     return report
 
 
+@router.get("/findings/runs", summary="Stored findings runs (weekly schedule and on demand), newest first")
+def findings_runs(
+    request: Request, session: DbSession, principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from central.command_models import FindingsRun
+    from central.findings_runs import next_slot, run_json
+
+    st = request.app.state
+    sch = st.config.findings
+    runs = session.scalars(select(FindingsRun).order_by(FindingsRun.id.desc()).limit(limit)).all()
+    nxt = next_slot(sch, st.clock.now(), st.config.tz)
+    return {"items": [run_json(r) for r in runs], "total": session.scalar(select(func.count(FindingsRun.id))),
+            "schedule": {**sch.model_dump(), "timezone": st.config.timezone,
+                         "next_run": nxt.astimezone(st.config.tz).isoformat() if sch.enabled else None}}
+
+
+@router.post("/findings/runs", status_code=201, summary="Run the findings analysis now and store the run",
+             responses=error_responses(422))
+def findings_run_now(
+    request: Request, session: DbSession,
+    principal: Annotated[Principal, Depends(require_any("dispatcher", "admin"))],
+    since: Annotated[str | None, Query(description="ISO 8601 or relative (28d); default findings.period_days "
+                                       "before until")] = None,
+    until: Annotated[str | None, Query(description="ISO 8601 or relative; default now")] = None,
+    level: Literal["cell", "community", "street", "district"] | None = None,
+) -> dict[str, Any]:
+    from central.findings_runs import run_findings, run_json
+
+    st = request.app.state
+    sch = st.config.findings
+    end = parse_when("until", until, request) or st.clock.now()
+    start = parse_when("since", since, request) or end - timedelta(days=sch.period_days)
+    start, end = _period(request, iso(start), iso(end))
+    run = run_findings(session, st.config, st.clock, since=start, until=end, level=level or sch.level,
+                       trigger="manual", actor=principal.actor)
+    return run_json(run, report=True)
+
+
+@router.get("/findings/runs/{run_id}", summary="One stored findings run: JSON, or the report as self-contained HTML",
+            response_model=None, responses={**error_responses(404),
+                                            200: {"content": {"application/json": {}, "text/html": {}},
+                                                  "description": "The run with its report, or the HTML report"}})
+def findings_run(
+    request: Request, session: DbSession, principal: CurrentPrincipal,
+    run_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    format: Literal["json", "html"] = "json",  # noqa: A002 - the query parameter's name
+    lang: Literal["en", "zh-CN"] = "en",
+) -> dict[str, Any] | HTMLResponse:
+    from central import findings as fnd
+    from central.command_models import FindingsRun
+    from central.findings_runs import run_json
+
+    run = session.get(FindingsRun, run_id)
+    if run is None:
+        raise ApiError(404, f"findings run {run_id} not found", "not_found")
+    if format == "html":
+        tz = request.app.state.config.tz
+        title = "GridWatch 自动发现" if lang == "zh-CN" else "GridWatch findings"
+        title += f" #{run.id}"
+        name = f"gridwatch-findings-{run.id}-{_stamp(run.since, run.until, tz)}.html"
+        return HTMLResponse(fnd.to_html(run.report_json, lang=lang, title=title),
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return run_json(run, report=True)
+
+
+# --------------------------------------------------------------------------- map
+
+
+@router.get("/map/config", summary="The map page's settings: the internal tile server, if the site has one")
+def map_config(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    m = request.app.state.config.map
+    return {"tile_url": m.tile_url, "attribution": m.attribution, "bounds": list(m.bounds) if m.bounds else None,
+            "min_zoom": m.min_zoom, "max_zoom": m.max_zoom}
+
+
 # --------------------------------------------------------------------------- field reports
 
 
@@ -332,3 +410,4 @@ def post_report(
         raise ApiError(422, f"form.{e}", "validation_error") from None
     st.bus.poke()  # its case.created was committed to the outbox with the case
     return svc.summary(case)
+

@@ -56,7 +56,9 @@ class RunningCentral:
         self.thread.join(timeout=10)
 
 
-def central_config(tmp_path: Path, mqtt_host: str, mqtt_port: int) -> CentralConfig:
+def central_config(
+    tmp_path: Path, mqtt_host: str, mqtt_port: int, extra: dict[str, Any] | None = None
+) -> CentralConfig:
     zone_file = tmp_path / "edge" / "cameras.yaml"
     zone_file.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO_ROOT / "cameras.yaml", zone_file)
@@ -79,6 +81,7 @@ def central_config(tmp_path: Path, mqtt_host: str, mqtt_port: int) -> CentralCon
             "zones": {"junction-lanes": {"name": "Junction box", "name_zh": "路口网格线区"},
                       "cam-plaza-01/plaza-floor": {"name": "Plaza floor", "name_zh": "广场地面"}},
         },
+        **(extra or {}),  # a test module's own settings (crowd plans, map tiles)
     })
 
 
@@ -90,8 +93,9 @@ SQUADS = [
 ]
 
 
-def start_central(tmp_path: Path, mqtt_host: str, mqtt_port: int) -> RunningCentral:
-    cfg = central_config(tmp_path, mqtt_host, mqtt_port)
+def start_central(tmp_path: Path, mqtt_host: str, mqtt_port: int,
+                  extra: dict[str, Any] | None = None) -> RunningCentral:
+    cfg = central_config(tmp_path, mqtt_host, mqtt_port, extra)
     upgrade(cfg.database_url)
     sf = make_session_factory(make_engine(cfg.database_url))
     tokens: dict[str, str] = {}

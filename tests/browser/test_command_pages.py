@@ -58,7 +58,13 @@ def api_get(rc: RunningCentral, path: str) -> dict:
 
 def test_map_shows_cells_cameras_and_cases(sign_in, central: RunningCentral, artifacts: Path) -> None:  # type: ignore[no-untyped-def]
     page = sign_in("viewer", next_path="/map")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.reload()
     page.wait_for_selector("svg#map circle.case")
+    # no tile server configured: vector boundaries only, and no request leaves central
+    assert page.locator("svg#map g.tiles image").count() == 0 and page.locator("svg#map.tiled").count() == 0
+    assert requests and {u.split("/")[2] for u in requests} == {central.url.split("/")[2]}, requests
     assert page.locator("svg#map path.cell").count() == len(CELLS)
     cases = page.locator("svg#map circle.case")
     open_total = api_get(central, "/api/v1/cases?state=reported,filed,dispatched,in_progress&limit=500")["total"]

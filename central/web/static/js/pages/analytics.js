@@ -1,5 +1,6 @@
 // Analytics: KPI cards for a period, per squad / grid cell / category tables, zone × hour heat map, trend chart.
 import { api } from '../api.js';
+import { initFindingsRuns } from '../findings_runs.js';
 import { t } from '../i18n.js';
 import {
   cameraLabel, categoryLabel, clear, el, fmtNum, fmtPct, squadLabel, startPage, toast, zoneLabel,
@@ -157,6 +158,7 @@ async function main() {
   });
   ['since', 'until'].forEach((id) => document.getElementById(id).addEventListener('change', load));
   await load();
+  await initFindingsRuns(period).catch((err) => toast(`${t('common.error')}: ${err.message}`, 'error'));
 }
 
 main();

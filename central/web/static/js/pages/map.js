@@ -1,5 +1,7 @@
-// Offline map: grid cells drawn as SVG from the grid's GeoJSON (no tiles, no map library), cameras, and open cases
-// coloured by their SLA (green / yellow / red); cells shaded by their number of open cases; click-through to cases.
+// Offline map: grid cells drawn as SVG from the grid's GeoJSON (no map library), cameras, and open cases coloured by
+// their SLA (green / yellow / red); cells shaded by their number of open cases; click-through to cases. Web Mercator,
+// so that when the site has an internal tile server (map.tile_url in central.yaml) its XYZ tiles line up under the
+// cells; without one nothing is requested beyond central.
 import { api } from '../api.js';
 import { lang, t } from '../i18n.js';
 import { cameraLabel, clear, el, stateLabel, startPage, toast } from '../ui.js';
@@ -7,6 +9,7 @@ import { svgEl } from '../svg.js';
 
 const OPEN = 'reported,filed,dispatched,in_progress,handled,verifying,suspended';
 const W = 1000;
+const MAX_TILES = 256;
 
 function rings(geom) {
   if (!geom) return [];
@@ -15,17 +18,52 @@ function rings(geom) {
   return [];
 }
 
-/** Equirectangular projection fitted to the bounds, with longitudes shrunk by cos(latitude). */
+/** Web Mercator in world units (0..1 across the world, y down). */
+function mercator([lon, lat]) {
+  const phi = Math.max(-85.05, Math.min(85.05, lat)) * Math.PI / 180;
+  return [(lon + 180) / 360, (1 - Math.log(Math.tan(phi) + 1 / Math.cos(phi)) / Math.PI) / 2];
+}
+
+/** Web Mercator fitted to the bounds of the points, W px wide. */
 function projection(points) {
   let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
-  for (const [x, y] of points) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+  for (const p of points) {
+    const [x, y] = mercator(p);
+    x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+  }
   if (!Number.isFinite(x0)) return null;
-  const k = Math.cos(((y0 + y1) / 2) * Math.PI / 180);
-  const pad = 0.04 * Math.max((x1 - x0) * k, y1 - y0, 1e-4);
-  const spanX = (x1 - x0) * k + 2 * pad;
-  const spanY = (y1 - y0) + 2 * pad;
-  const s = W / spanX;
-  return { h: Math.max(200, spanY * s), p: ([x, y]) => [((x - x0) * k + pad) * s, ((y1 - y) + pad) * s] };
+  const pad = 0.04 * Math.max(x1 - x0, y1 - y0, 1e-9);
+  const s = W / ((x1 - x0) + 2 * pad);
+  const ox = x0 - pad;
+  const oy = y0 - pad;
+  return {
+    h: Math.max(200, ((y1 - y0) + 2 * pad) * s), s, ox, oy,
+    p: (pt) => { const [x, y] = mercator(pt); return [(x - ox) * s, (y - oy) * s]; },
+  };
+}
+
+/** The tile server's XYZ tiles covering the drawing (at most MAX_TILES), inside the configured bounds. */
+function tiles(cfg, pr) {
+  const z = Math.max(cfg.min_zoom, Math.min(cfg.max_zoom, Math.round(Math.log2(pr.s / 256))));
+  const n = 2 ** z;
+  let [wx0, wy0, wx1, wy1] = [pr.ox, pr.oy, pr.ox + W / pr.s, pr.oy + pr.h / pr.s];
+  if (cfg.bounds) {
+    const [w, so, e, no] = cfg.bounds;
+    const [bx0, by0] = mercator([w, no]);
+    const [bx1, by1] = mercator([e, so]);
+    [wx0, wy0, wx1, wy1] = [Math.max(wx0, bx0), Math.max(wy0, by0), Math.min(wx1, bx1), Math.min(wy1, by1)];
+  }
+  const out = [];
+  if (wx1 <= wx0 || wy1 <= wy0) return out;
+  for (let ty = Math.max(0, Math.floor(wy0 * n)); ty < Math.min(n, Math.ceil(wy1 * n)); ty += 1) {
+    for (let tx = Math.max(0, Math.floor(wx0 * n)); tx < Math.min(n, Math.ceil(wx1 * n)); tx += 1) {
+      if (out.length >= MAX_TILES) return out;
+      const href = cfg.tile_url.replaceAll('{z}', z).replaceAll('{x}', tx).replaceAll('{y}', ty);
+      const size = pr.s / n;
+      out.push({ href, x: (tx / n - pr.ox) * pr.s, y: (ty / n - pr.oy) * pr.s, size });
+    }
+  }
+  return out;
 }
 
 function centroid(geom) {
@@ -65,9 +103,9 @@ function info(children) {
 
 async function main() {
   await startPage();
-  const [cells, cameras, cases] = await Promise.all([
+  const [cells, cameras, cases, mapCfg] = await Promise.all([
     api('/api/v1/grid/geojson?level=cell'), api('/api/v1/cameras'),
-    api(`/api/v1/cases?state=${OPEN}&limit=500`),
+    api(`/api/v1/cases?state=${OPEN}&limit=500`), api('/api/v1/map/config'),
   ]);
   const byCell = new Map(cells.features.map((f) => [f.properties.code, f]));
   const openIn = new Map();
@@ -99,6 +137,19 @@ async function main() {
   });
   if (!pr) { toast(t('map.empty')); return; }
   svg.setAttribute('viewBox', `0 0 ${W} ${Math.round(pr.h)}`);
+  const gTiles = svgEl('g', { class: 'tiles' });
+  if (mapCfg.tile_url) {
+    svg.classList.add('tiled');
+    for (const tile of tiles(mapCfg, pr)) {
+      gTiles.append(svgEl('image', {
+        href: tile.href, x: tile.x.toFixed(2), y: tile.y.toFixed(2), width: tile.size.toFixed(2),
+        height: tile.size.toFixed(2), preserveAspectRatio: 'none',
+      }));
+    }
+    const attribution = document.getElementById('map-attribution');
+    attribution.textContent = mapCfg.attribution || '';
+    attribution.hidden = !mapCfg.attribution;
+  }
   const gCells = svgEl('g', { class: 'cells' });
   for (const f of cells.features) {
     const n = openIn.get(f.properties.code) || 0;
@@ -136,7 +187,7 @@ async function main() {
     dot.addEventListener('click', () => { window.location.assign(`/cases/${c.id}`); });
     gCases.append(dot);
   }
-  svg.append(gCells, gCams, gCases);
+  svg.append(gTiles, gCells, gCams, gCases);
 }
 
 main().catch((e) => toast(e.message, 'error'));

@@ -1,5 +1,6 @@
 // Live case queue: the list from /api/v1/cases, kept current by the event stream (no reload).
 import { api, evidenceUrl, stream } from '../api.js';
+import { gridPicker } from '../grid_picker.js';
 import { t } from '../i18n.js';
 import {
   cameraLabel, categoryLabel, clear, el, fmtRelative, fmtTime, setLive, squadLabel, startPage, stateLabel, toast, zoneLabel,
@@ -10,6 +11,7 @@ const OPEN_STATES = ['reported', 'filed', 'dispatched', 'in_progress', 'handled'
 let categories = [];
 let refreshTimer = null;
 let total = 0;
+let picker = null; // the grid-unit picker (grid_picker.js)
 
 function showCount() { document.getElementById('queue-count').textContent = t('queue.count', { n: total }); }
 
@@ -20,6 +22,7 @@ function filters() {
     grid_cell: document.getElementById('f-grid').value.trim(),
     camera_id: document.getElementById('f-camera').value.trim(),
     overdue: document.getElementById('f-overdue').checked,
+    grid_unit: picker ? picker.value() : '',
   };
   return f;
 }
@@ -28,7 +31,7 @@ function queryString(f) {
   const q = new URLSearchParams({ limit: '200' });
   if (f.state === 'open') q.set('state', OPEN_STATES.join(','));
   else if (f.state) q.set('state', f.state);
-  for (const k of ['category', 'grid_cell', 'camera_id']) if (f[k]) q.set(k, f[k]);
+  for (const k of ['category', 'grid_cell', 'grid_unit', 'camera_id']) if (f[k]) q.set(k, f[k]);
   if (f.overdue) q.set('overdue', 'true');
   return q.toString();
 }
@@ -39,6 +42,8 @@ function matches(item, f) {
   if (f.category && item.category !== f.category) return false;
   if (f.grid_cell && !(item.grid_cell || '').startsWith(f.grid_cell)) return false;
   if (f.camera_id && item.camera_id !== f.camera_id) return false;
+  const inUnit = f.grid_unit && picker ? picker.cells() : null;
+  if (inUnit && !inUnit.has(item.grid_cell)) return false;
   if (f.overdue && !(item.sla && item.sla.overdue)) return false;
   return true;
 }
@@ -126,6 +131,10 @@ async function main() {
     if (params.has(k)) document.getElementById(id).value = params.get(k);
   }
   document.getElementById('f-overdue').checked = params.get('overdue') === 'true';
+  try {
+    picker = await gridPicker(document.getElementById('f-unit'), () => load());
+    picker.set(params.get('grid_unit') || '');
+  } catch (err) { toast(`${t('common.error')}: ${err.message}`, 'error'); }
   document.getElementById('filters').addEventListener('input', () => {
     clearTimeout(refreshTimer);
     refreshTimer = setTimeout(load, 250);
