@@ -63,11 +63,15 @@ def _read_events(resp: httpx.Response, want: int, timeout: float = 5.0) -> list[
     return [(e, d) for e, d, _ in _read_frames(resp, want, timeout)]
 
 
-def _read_frames(resp: httpx.Response, want: int, timeout: float = 5.0) -> list[tuple[str, str, int | None]]:
-    """Like _read_events, with each event's id (None for events without one, and for comments)."""
+def _read_frames(
+    resp: httpx.Response, want: int, timeout: float = 5.0, linger: float = 0.0
+) -> list[tuple[str, str, int | None]]:
+    """Like _read_events, with each event's id (None for events without one, and for comments). With ``linger``,
+    once ``want`` events are in it reads that many seconds more (keep-alives keep lines coming), to see extras."""
     out: list[tuple[str, str, int | None]] = []
     event, data, eid = "", "", None
     deadline = time.monotonic() + timeout
+    got_all: float | None = None
     for line in resp.iter_lines():
         if line.startswith(":"):
             out.append(("comment", line, None))
@@ -81,7 +85,9 @@ def _read_frames(resp: httpx.Response, want: int, timeout: float = 5.0) -> list[
             if event:
                 out.append((event, data, eid))
             event, data, eid = "", "", None
-        if sum(1 for e, _, _ in out if e != "comment") >= want or time.monotonic() > deadline:
+        if got_all is None and sum(1 for e, _, _ in out if e != "comment") >= want:
+            got_all = time.monotonic()
+        if (got_all is not None and time.monotonic() - got_all >= linger) or time.monotonic() > deadline:
             break
     return out
 
@@ -149,7 +155,7 @@ def test_sse_resume_with_last_event_id_returns_exactly_the_missed_events(served:
     with httpx.Client(base_url=served.base, timeout=10) as client:
         with client.stream("GET", "/api/v1/stream", headers=h, params={"kinds": "case.created,case.updated"}) as r:
             threading.Timer(0.3, env.new_case).start()
-            (seen,) = [f for f in _read_frames(r, want=1) if f[0] != "comment"]
+            (seen,) = [f for f in _read_frames(r, want=1, timeout=15) if f[0] != "comment"]
         assert seen[0] == "case.created" and seen[2] == _outbox(env)[-1][0]
         last = seen[2]
         # while the client is away: two new cases and a transition (3 case events, and live incident events)
@@ -165,7 +171,7 @@ def test_sse_resume_with_last_event_id_returns_exactly_the_missed_events(served:
         assert [k for _, k in missed] == ["case.created", "case.created", "case.updated"]
         with client.stream("GET", "/api/v1/stream", headers={**h, "Last-Event-ID": str(last)}) as r:
             threading.Timer(0.5, env.new_case).start()  # and one while connected again
-            frames = [f for f in _read_frames(r, want=6, timeout=3) if f[0] != "comment"]  # 6th: none
+            frames = [f for f in _read_frames(r, want=5, timeout=15, linger=1.0) if f[0] != "comment"]
         with_ids = [(eid, e) for e, _, eid in frames if eid is not None]
         new = _outbox(env, missed[-1][0])
         assert [k for _, k in new] == ["case.created"]
@@ -175,7 +181,7 @@ def test_sse_resume_with_last_event_id_returns_exactly_the_missed_events(served:
         t = client.post("/api/v1/stream/ticket", headers=h, params={"last_event_id": missed[0][0]}).json()
         assert t["url"].endswith(f"&last_event_id={missed[0][0]}")
         with client.stream("GET", t["url"]) as r:
-            frames = [f for f in _read_frames(r, want=3) if f[0] != "comment"]
+            frames = [f for f in _read_frames(r, want=3, timeout=15) if f[0] != "comment"]
         assert [(eid, e) for e, _, eid in frames] == missed[1:] + new
         # a bad id is refused and says why
         r = client.get("/api/v1/stream", headers={**h, "Last-Event-ID": "12abc"})
@@ -193,10 +199,10 @@ def test_sse_resume_too_far_behind_or_unknown_id_gets_resync(served: Served) -> 
     with httpx.Client(base_url=served.base, timeout=10) as client:
         for last, reason in ((first[0] - 1, "too_many_missed"), (newest + 50, "unknown_id")):
             with client.stream("GET", "/api/v1/stream", headers={**h, "Last-Event-ID": str(last)}) as r:
-                (frame,) = [f for f in _read_frames(r, want=1) if f[0] != "comment"]
+                (frame,) = [f for f in _read_frames(r, want=1, timeout=15) if f[0] != "comment"]
             assert frame[0] == "stream.resync" and frame[2] == newest and f'"reason":"{reason}"' in frame[1]
         with client.stream("GET", "/api/v1/stream", headers={**h, "Last-Event-ID": str(newest - 2)}) as r:
-            frames = [f for f in _read_frames(r, want=2) if f[0] != "comment"]
+            frames = [f for f in _read_frames(r, want=2, timeout=15) if f[0] != "comment"]
         assert [eid for _, _, eid in frames] == [newest - 1, newest]  # within the limit: replayed
         # without an id the stream starts with one (an id-only block: no event, but the client's Last-Event-ID)
         with client.stream("GET", "/api/v1/stream", headers=h) as r:

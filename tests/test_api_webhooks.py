@@ -69,7 +69,7 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def wait_for(self, n: int, timeout: float = 10.0) -> list[tuple[dict[str, str], bytes]]:
+    def wait_for(self, n: int, timeout: float = 20.0) -> list[tuple[dict[str, str], bytes]]:
         deadline = time.monotonic() + timeout
         with self.cond:
             while len(self.received) < n:
@@ -161,7 +161,7 @@ def test_case_transition_delivers_signed_webhook_and_records_it(tmp_path: Path, 
         assert r.status_code == 200
         headers, body = receiver.wait_for(1)[0]
         sf = env.central.session_factory
-        wait_until(lambda: [d.status for d in deliveries(sf)] == ["delivered"], 10, "the delivery record")
+        wait_until(lambda: [d.status for d in deliveries(sf)] == ["delivered"], 20, "the delivery record")
     payload = json.loads(body)
     assert payload["event"] == "case.updated" and payload["data"]["id"] == case_id
     assert payload["data"]["state"] == "filed" and payload["data"]["action"] == "file"
@@ -197,7 +197,7 @@ def test_retries_on_5xx_then_succeeds_and_gives_up_on_4xx(tmp_path: Path) -> Non
             verify_signature(SECRET, b, h[SIGNATURE_HEADER.lower()], h[TIMESTAMP_HEADER.lower()]) for h, b in got
         )  # each attempt signed afresh
         assert hard.wait_for(1)[0][0].get(SIGNATURE_HEADER.lower()) is None  # no secret → unsigned
-        wait_until(lambda: {x.status for x in deliveries(sf)} == {"delivered", "failed"}, 10, "both outcomes")
+        wait_until(lambda: {x.status for x in deliveries(sf)} == {"delivered", "failed"}, 20, "both outcomes")
     finally:
         d.stop()
         flaky.close()
@@ -220,7 +220,7 @@ def test_receiver_down_gets_every_event_afterwards_in_order_once(db_url: str) ->
     first.schedule(target)
     ids = write_events(sf, 10)
     first.start()
-    wait_until(lambda: deliveries(sf) and deliveries(sf)[0].attempts >= 3, 10, "a few refused attempts")
+    wait_until(lambda: deliveries(sf) and deliveries(sf)[0].attempts >= 3, 20, "a few refused attempts")
     first.stop()
     head = deliveries(sf)[0]
     assert head.status == "pending" and "Connection refused" in (head.last_error or "") and head.last_status is None
@@ -238,10 +238,10 @@ def test_receiver_down_gets_every_event_afterwards_in_order_once(db_url: str) ->
     time.sleep(0.5)  # still down: the head is retried, nothing behind it goes first
     up = Receiver(port=port)
     try:
-        up.wait_for(20, timeout=15)
+        up.wait_for(20, timeout=30)
         wait_until(
             lambda: all(x.status == "delivered" for x in deliveries(sf)) and len(deliveries(sf)) == 20,
-            10,
+            20,
             "all delivered",
         )
         time.sleep(0.3)  # nothing more arrives
@@ -265,7 +265,7 @@ def test_two_processes_deliver_each_event_once_in_order(db_url: str, receiver: R
     b.start()
     try:
         ids = write_events(sf, 30)
-        receiver.wait_for(30, timeout=15)
+        receiver.wait_for(30, timeout=30)
         time.sleep(0.5)
         assert receiver.event_ids() == ids
         assert a.stats.delivered + b.stats.delivered == 30
@@ -287,7 +287,7 @@ def test_two_processes_deliver_each_event_once_in_order(db_url: str, receiver: R
     try:
         time.sleep(0.5)
         assert len(receiver.received) == 30  # still leased to the dead process
-        receiver.wait_for(31, timeout=10)
+        receiver.wait_for(31, timeout=20)
         assert receiver.event_ids()[-1] == eid
     finally:
         c.stop()

@@ -118,27 +118,27 @@ def test_case_from_a_separate_ingest_process_reaches_sse_and_webhook(
     sse: SseReader | None = None
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-{uuid.uuid4().hex[:6]}")
     try:
-        wait_until(lambda: server.started, 10, "uvicorn")
+        wait_until(lambda: server.started, 30, "uvicorn")
         port = server.servers[0].sockets[0].getsockname()[1]
         sse = SseReader(f"http://127.0.0.1:{port}", token)
         sse.start()
-        assert sse.connected.wait(10)
+        assert sse.connected.wait(30)
         wait_until(lambda: "ingesting from" in log_path.read_text(errors="replace"), 30, "the ingest process")
         pub.connect(mosquitto.host, mosquitto.port)
         pub.loop_start()
         payload = incident_payload(type="illegal_parking", zone=f"z-{uuid.uuid4().hex[:6]}")
         pub.publish(topic(), encode(payload), qos=1).wait_for_publish(10)
 
-        wait_until(lambda: any(e == "case.created" for e, _, _ in sse.frames), 15, "case.created on the SSE stream")
+        wait_until(lambda: any(e == "case.created" for e, _, _ in sse.frames), 30, "case.created on the SSE stream")
         ((kind, data, event_id),) = [f for f in sse.frames if f[0] == "case.created"]
         with sf() as s:
             case = s.scalars(select(Case).where(Case.zone == payload["zone"]["name"])).one()
         assert json.loads(data)["id"] == case.id and event_id is not None
-        headers, body = receiver.wait_for(1, timeout=15)[0]
+        headers, body = receiver.wait_for(1, timeout=30)[0]
         assert int(headers[EVENT_ID_HEADER.lower()]) == event_id  # the same id on both paths: dedup key
         assert json.loads(body)["data"]["id"] == case.id
         assert verify_signature(SECRET, body, headers[SIGNATURE_HEADER.lower()], headers[TIMESTAMP_HEADER.lower()])
-        wait_until(lambda: _statuses(sf) == ["delivered"], 10, "the delivery record")
+        wait_until(lambda: _statuses(sf) == ["delivered"], 30, "the delivery record")
         # the auto-file of illegal parking is part of the created case; nothing else was owed
         assert [e for e, _, eid in sse.frames if eid is not None] == ["case.created"]
     finally:
