@@ -57,20 +57,27 @@ class MotionGate:
         self._mask, self._mask_key = mask, shape
         return mask
 
-    def should_detect(self, image: np.ndarray, timestamp: float) -> bool:
-        """True: run the detector on this frame (and remember it as the reference). False: reuse."""
+    def _decide(self, image: np.ndarray, timestamp: float) -> tuple[bool, np.ndarray, float]:
+        """(run the detector?, the frame's small grey copy, share of zone pixels changed), changing nothing."""
         small = self._small(image)
         due = self._last_run is None or timestamp - self._last_run >= self.cfg.min_rate_s or timestamp < self._last_run
         if self._ref is None or self._ref.shape != small.shape:
-            due = True
-            self.last_changed = 1.0
-        else:
-            mask = self._zone_mask(small.shape)
-            diff = cv2.absdiff(small, self._ref)
-            changed = cv2.countNonZero(cv2.bitwise_and(
-                cv2.threshold(diff, self.cfg.pixel_delta, 255, cv2.THRESH_BINARY)[1], mask))
-            self.last_changed = changed / max(1, cv2.countNonZero(mask))
-        if due or self.last_changed >= self.cfg.min_changed:
+            return True, small, 1.0
+        mask = self._zone_mask(small.shape)
+        diff = cv2.absdiff(small, self._ref)
+        changed = cv2.countNonZero(
+            cv2.bitwise_and(cv2.threshold(diff, self.cfg.pixel_delta, 255, cv2.THRESH_BINARY)[1], mask)
+        ) / max(1, cv2.countNonZero(mask))
+        return due or changed >= self.cfg.min_changed, small, changed
+
+    def would_detect(self, image: np.ndarray, timestamp: float) -> bool:
+        """What ``should_detect`` would answer for this frame, without recording anything (for the scheduler)."""
+        return self._decide(image, timestamp)[0]
+
+    def should_detect(self, image: np.ndarray, timestamp: float) -> bool:
+        """True: run the detector on this frame (and remember it as the reference). False: reuse."""
+        detect, small, self.last_changed = self._decide(image, timestamp)
+        if detect:
             self._ref = small
             self._last_run = timestamp
             return True

@@ -237,13 +237,27 @@ class EdgeWorker:
         budget = self.config.detector.batch_time_s
         chosen, cost = [], 0.0
         for p in waiting:
+            if self._gate_will_skip(p):
+                chosen.append(p)  # the gate will reuse the last detections: no inference to budget for
+                continue
             images = _images_per_frame(p.camera.tiling or self.config.detector.tiling)
-            gated = p.gate is not None and p.camera.motion_gate.enabled
-            if chosen and cost + per_image * images > budget + 1e-6 and not gated:
-                continue  # gated cameras may not need the detector at all: never hold them back
+            if cost and cost + per_image * images > budget + 1e-6:
+                continue
             chosen.append(p)
             cost += per_image * images
         return chosen
+
+    @staticmethod
+    def _gate_will_skip(p: CameraPipeline) -> bool:
+        """The camera's motion gate will skip the detector for the frame waiting now (looked at, not taken).
+
+        Only such frames bypass the batch budget; a gated camera whose zones changed waits its turn like any other.
+        """
+        if p.gate is None or p.gate_dets is None or not p.camera.motion_gate.enabled:
+            return False
+        peek = getattr(p.source, "peek", None)
+        frame = peek() if peek is not None else None
+        return frame is not None and not p.gate.would_detect(frame.image, frame.timestamp)
 
     def _split_gated(self, batch: list[tuple[CameraPipeline, Frame]]) -> tuple[list, list]:
         """(frames for the detector, frames whose camera's motion gate says nothing changed in its zones)."""

@@ -152,3 +152,61 @@ def test_gate_skips_most_frames_of_a_static_scene_and_none_of_a_busy_one(media_d
         skipped[clip] = gate.skipped / n
     assert skipped["crowd_plaza_1.mp4"] < 0.2
     assert skipped["street_parking_residential_1.mp4"] > 0.2
+
+
+class _StillSource:
+    """A camera whose waiting frame can be looked at (peek) before it is taken (read), like CameraSource."""
+
+    has_frame = True
+
+    def __init__(self, image: np.ndarray, t: float) -> None:
+        self.frame = Frame("x", image, t, t, 0, time.monotonic())
+
+    def peek(self):
+        return self.frame
+
+    def read(self, timeout):
+        return self.frame
+
+
+def test_gated_cameras_bypass_the_batch_budget_only_when_their_gate_will_skip(tmp_path):
+    """The budget (detector.batch_time_s) holds for gated cameras too: only frames the gate will skip, which cost
+    no inference, are served beyond it. Before, a camera with the gate on was never held back, so with the gate on
+    every camera each batch took every waiting camera and the budget was void."""
+    worker = _worker(tmp_path, {"enabled": True, "min_rate_s": 60})
+    template = worker.pipelines.pop("cam")
+    from dataclasses import replace
+
+    still, moving = _scene(0), _scene(0).copy()
+    moving[150:190, 100:130] = 255  # a change inside the zone
+    for i in range(16):
+        p = replace(template, source=_StillSource(still, 10.0), last_served=float(16 - i))
+        p.gate = MotionGate(p.camera.motion_gate, p.camera)
+        p.gate.should_detect(still, 0.0)  # the detector saw the still scene: the gate's reference
+        p.gate_dets = Detections.empty()
+        worker.pipelines[f"c{i}"] = p
+    worker.config.detector.batch_time_s = 0.3
+    for _ in range(5):
+        worker.stats.add("detect_per_image", 100.0)  # 100 ms per image: 3 frames fit the budget
+
+    assert len(worker._gather_frames()) == 16  # nothing changed anywhere: every camera, no inference needed
+    for p in worker.pipelines.values():
+        p.source = _StillSource(moving, 11.0)
+    served = worker._gather_frames()
+    assert len(served) == 3  # every zone changed: the budget applies as without the gate
+    detect, gated = worker._split_gated(served)
+    assert len(detect) == 3 and not gated
+    assert all(p.gate.skipped == 0 for p in worker.pipelines.values())  # looking (would_detect) recorded nothing
+
+
+def test_would_detect_answers_like_should_detect_without_recording():
+    cam = CameraConfig(id="c", url="x.mp4", zones=[ZONE])
+    gate = MotionGate(MotionGateConfig(enabled=True, min_rate_s=5), cam)
+    img = _scene()
+    assert gate.would_detect(img, 0.0) and gate.should_detect(img, 0.0)
+    inside = img.copy()
+    inside[150:190, 100:130] = 255
+    for _ in range(2):  # asking twice changes nothing
+        assert not gate.would_detect(img, 1.0) and gate.would_detect(inside, 1.0)
+    assert gate.skipped == 0
+    assert not gate.should_detect(img, 1.0) and gate.skipped == 1

@@ -106,7 +106,8 @@ class CameraSource:
         self._sampler = RateSampler(camera.detect_fps)
         self._decode: str | None = None if camera.decode == "auto" else camera.decode
         self._pyav = self.kind in ("file", "rtsp", "http") and (
-            camera.decoder == "pyav" or (camera.decoder == "auto" and pyav_available()))
+            camera.decoder == "pyav" or (camera.decoder == "auto" and pyav_available())
+        )
         self._prev_decoded_t: float | None = None  # stream time of the previous decoded frame (nonref guard)
         self._watch_keys = True  # decode=auto on a live stream: still watching keyframe gaps
         self._pyav_mode: str | None = None  # the PyAV decoder's current skip mode
@@ -141,6 +142,10 @@ class CameraSource:
     def read(self, timeout: float) -> Frame | None:
         """The newest sampled frame not yet returned, or None after ``timeout`` seconds."""
         return self._slot.take(timeout)
+
+    def peek(self) -> Frame | None:
+        """The frame ``read(0)`` would return now, left in place (the reader may still replace it by a newer one)."""
+        return self._slot.peek()
 
     @property
     def has_frame(self) -> bool:
@@ -192,8 +197,12 @@ class CameraSource:
         if self._decode is None and self.is_file:
             gap = probe_keyframe_interval(self.url)
             self._decode = "keyframes" if gap is not None and self._keyframes_suffice(gap) else "all"
-            log.info("camera %s: decode=auto, keyframe gap %s s -> %s", self.camera.id,
-                     None if gap is None else round(gap, 2), self._decode)
+            log.info(
+                "camera %s: decode=auto, keyframe gap %s s -> %s",
+                self.camera.id,
+                None if gap is None else round(gap, 2),
+                self._decode,
+            )
         if self._decode is None and self.kind != "rtsp":
             self._decode = "all"  # MJPEG and devices: every frame is independent, nothing to skip
         if self._decode == "keyframes":
@@ -208,8 +217,12 @@ class CameraSource:
             gap = probe_keyframe_interval(self.url)
             if gap is not None and self._keyframes_suffice(gap):
                 self._decode = "keyframes"
-            log.info("camera %s: decode=auto, keyframe gap %s s -> %s", self.camera.id,
-                     None if gap is None else round(gap, 2), self._decode or "nonref while the frame gaps allow")
+            log.info(
+                "camera %s: decode=auto, keyframe gap %s s -> %s",
+                self.camera.id,
+                None if gap is None else round(gap, 2),
+                self._decode or "nonref while the frame gaps allow",
+            )
         if self._decode is None and self.kind == "http":
             self._decode = "all"  # MJPEG: every frame is independent, nothing to skip
         self._key_pts = []
@@ -228,8 +241,9 @@ class CameraSource:
             return
         cap.set_mode("all")
         self._decode = self._pyav_mode = "all"
-        log.info("camera %s: decode=auto, %.2f s between decodable frames without B-frames -> all",
-                 self.camera.id, t - prev)
+        log.info(
+            "camera %s: decode=auto, %.2f s between decodable frames without B-frames -> all", self.camera.id, t - prev
+        )
 
     def _run(self) -> None:
         lower_thread_priority(self.camera.reader_nice)
@@ -405,8 +419,12 @@ class CameraSource:
                 self._decode = None  # keyframes too sparse; stay on nonref while _nonref_guard allows it
                 self._watch_keys = False
         if self._decode is not None or not self._watch_keys:
-            log.info("camera %s: decode=auto, keyframe gaps %s s -> %s", self.camera.id,
-                     [round(g, 2) for g in gaps], self._decode or "nonref while the frame gaps allow")
+            log.info(
+                "camera %s: decode=auto, keyframe gaps %s s -> %s",
+                self.camera.id,
+                [round(g, 2) for g in gaps],
+                self._decode or "nonref while the frame gaps allow",
+            )
         return self._decode == "keyframes" and not pyav
 
     # ------------------------------------------------------------------ watchdog

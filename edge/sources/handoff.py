@@ -44,6 +44,11 @@ class FrameSlot:
                 self._cond.notify_all()
             return frame
 
+    def peek(self) -> Frame | None:
+        """The waiting frame without taking it (the scheduler looks before it decides to serve a camera)."""
+        with self._cond:
+            return self._frame
+
     @property
     def empty(self) -> bool:
         with self._cond:
