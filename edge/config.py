@@ -104,11 +104,42 @@ class SnapshotConfig(Strict):
 
 
 class TilingConfig(Strict):
-    enabled: bool = False
+    """Detect in crops of the frame as well as the whole frame: a grid of tiles and/or zoomed windows.
+
+    Each crop is scaled to the detector's input, so small or far objects get more pixels, at one detector pass
+    per crop and analysed frame (docs/accuracy.md compares the options)."""
+
+    enabled: bool = Field(False, description="The rows x cols grid of tiles.")
     rows: int = Field(2, ge=1, le=4)
     cols: int = Field(2, ge=1, le=4)
-    overlap: float = Field(0.15, ge=0, lt=0.5)
+    overlap: float = Field(0.15, ge=0, lt=0.5, description="Share of a tile (or window piece) its neighbour repeats.")
     include_full_frame: bool = True
+    zone_windows: bool = Field(
+        False, description="Also detect in a zoomed window around each no_parking and parking zone (its bounding box "
+        "plus a margin, cut into near-square pieces): for a kerb that is a thin strip of the frame, where parked cars "
+        "are small or seen from above. A few passes per frame instead of the grid's rows x cols + 1.",
+    )
+    regions: list[tuple[float, float, float, float]] = Field(
+        default_factory=list, description="Extra windows, normalized [x1, y1, x2, y2], detected like zone windows "
+        "(cut into near-square pieces).",
+    )
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_are_boxes(cls, v: list[tuple[float, float, float, float]]) -> list[tuple[float, float, float, float]]:
+        for x1, y1, x2, y2 in v:
+            if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+                raise ValueError(f"region {[x1, y1, x2, y2]} is not a box inside the frame (0 <= x1 < x2 <= 1, "
+                                 "0 <= y1 < y2 <= 1)")
+        return v
+
+    def with_zone_windows(self, zones: list[ZoneConfig]) -> TilingConfig:
+        """This tiling with ``regions`` extended by the windows around ``zones`` when ``zone_windows`` is on."""
+        if not self.zone_windows:
+            return self
+        from edge.detectors.tiling import zone_regions
+
+        return self.model_copy(update={"regions": [*self.regions, *zone_regions(zones)]})
 
 
 DEFAULT_CLASS_THRESHOLDS = {"car": 0.2, "truck": 0.2, "bus": 0.2, "motorcycle": 0.2}

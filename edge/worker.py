@@ -25,10 +25,11 @@ from zoneinfo import ZoneInfo
 
 import cv2
 
-from edge.config import CameraConfig, ConfigError, EdgeConfig, load_config
+from edge.config import CameraConfig, ConfigError, EdgeConfig, TilingConfig, load_config
 from edge.detections import Detections
 from edge.detectors import ConfiguredDetector, build_detector
 from edge.detectors.plausibility import FrontEnd
+from edge.detectors.tiling import windows_for_size
 from edge.live_frames import LiveFrames
 from edge.redact import mask_url
 from edge.rules import RuleEngine, Scene
@@ -51,6 +52,8 @@ class CameraPipeline:
     tracker: ByteTracker
     engine: RuleEngine
     front_end: FrontEnd
+    # the camera's (or detector's) tiling with its zone windows resolved (EdgeWorker._add_camera)
+    tiling: TilingConfig = field(default_factory=TilingConfig)
     frames_analyzed: int = 0
     incidents_opened: int = 0
     last_annotated_at: float = 0.0
@@ -148,8 +151,9 @@ class EdgeWorker:
             model_name=self.detector.name,
             model_version=self.detector.version,
         )
+        tiling = (cam.tiling or self.config.detector.tiling).with_zone_windows(cam.zones)
         self.pipelines[cam.id] = CameraPipeline(
-            cam, source, ByteTracker(self.config.tracker), engine, FrontEnd(cam.plausibility)
+            cam, source, ByteTracker(self.config.tracker), engine, FrontEnd(cam.plausibility), tiling
         )
         source.start()
         log.info("camera %s: %s (%s, detect %.2g fps)", cam.id, mask_url(cam.url),
@@ -240,7 +244,7 @@ class EdgeWorker:
             if self._gate_will_skip(p):
                 chosen.append(p)  # the gate will reuse the last detections: no inference to budget for
                 continue
-            images = _images_per_frame(p.camera.tiling or self.config.detector.tiling)
+            images = _images_per_frame(p)
             if cost and cost + per_image * images > budget + 1e-6:
                 continue
             chosen.append(p)
@@ -304,11 +308,11 @@ class EdgeWorker:
                 self.stats.add("decode", f.decode_cpu_ms)
         t0 = time.perf_counter()
         detections = self.detector.detect_batch(
-            images, [p.camera.tiling for p, _ in batch], [p.camera.class_map for p, _ in batch]
+            images, [p.tiling for p, _ in batch], [p.camera.class_map for p, _ in batch]
         )
         t1 = time.perf_counter()
         self.stats.add("detect_total", (t1 - t0) * 1000)
-        n_images = sum(_images_per_frame(p.camera.tiling or self.config.detector.tiling) for p, _ in batch)
+        n_images = sum(_images_per_frame(p) for p, _ in batch)
         self.stats.add("detect_per_image", (t1 - t0) * 1000 / n_images)
         for stage, ms in getattr(self.detector, "last_timings", {}).items():
             self.stats.add(stage, ms / len(batch))
@@ -499,16 +503,16 @@ class EdgeWorker:
             else:
                 p = self.pipelines[cam_id]
                 p.camera = cam
+                p.tiling = (cam.tiling or self.config.detector.tiling).with_zone_windows(cam.zones)
                 p.engine.reconfigure(cam)
                 log.info("config reload: camera %s zones/rules updated (%d zones)", cam_id, len(cam.zones))
         self.config = new.model_copy(update={"detector": self.config.detector})
 
 
-def _images_per_frame(tiling: Any) -> int:
-    """Forward-pass images one frame costs: its tiles (+ the full frame) when tiling is on."""
-    if tiling is None or not tiling.enabled or tiling.rows * tiling.cols <= 1:
-        return 1
-    return tiling.rows * tiling.cols + (1 if tiling.include_full_frame else 0)
+def _images_per_frame(p: CameraPipeline) -> int:
+    """Forward-pass images one frame of this camera costs: its tiles and windows (+ the full frame)."""
+    width, height = p.last_frame_size or (1920, 1080)
+    return len(windows_for_size(width, height, p.tiling))
 
 
 def _stream_settings(cam: CameraConfig) -> dict:

@@ -60,6 +60,18 @@ def test_residential_street_parked_sedan_found_once_and_nothing_false(runner, me
     assert s.parking_false == 0 and s.parking_duplicates == 0 and s.negative_false == 0, s.false_incidents
 
 
+@pytest.mark.slow
+def test_zone_windows_find_far_kerb_cars_the_full_frame_misses_and_nothing_false(runner, media_dir):
+    """Zoomed windows around the parking zones (tiling.zone_windows): SSD sees the residential far-curb cars,
+    which it never reports as cars in the whole frame, without a false incident on the moving lanes (whose
+    labelled negative zone also becomes a no_parking zone with windows of its own)."""
+    labels = load_labels(LABELS_DIR / "street_parking_residential_1.yaml")
+    variant = {**SAMPLE, "defaults": {"tiling": {"zone_windows": True}}}
+    s = score_case(labels, runner.run(labels, "zone_windows", variant, 1), media_dir)
+    assert len({"far-silver-sedan", "far-red-suv", "far-dark-sedan"} & set(s.parking_found)) >= 2, s.parking_found
+    assert s.parking_false == 0 and s.parking_duplicates == 0 and s.negative_false == 0, s.false_incidents
+
+
 def boxes(*rows: tuple) -> Detections:
     return Detections([r[:4] for r in rows], [r[5] if len(r) > 5 else 0.9 for r in rows], np.zeros(len(rows)),
                       [r[4] for r in rows])

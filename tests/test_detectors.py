@@ -260,3 +260,32 @@ def test_bench_peer_skips_with_a_clear_message_without_ultralytics():
     out = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "ultralytics is not installed" in out.stdout
+
+
+def test_zone_windows_cut_a_kerb_into_near_square_pieces():
+    """A no_parking kerb strip gets zoomed windows (bounding box + margin) cut along its length so each piece
+    is at most 1.5 times wider than tall; a zone covering most of the frame, or another zone type, gets none."""
+    import itertools
+
+    from edge.config import TilingConfig, ZoneConfig
+    from edge.detectors.tiling import MAX_ASPECT, windows_for_size
+
+    kerb = ZoneConfig(name="kerb", type="no_parking", points=[[0.0, 0.62], [0.76, 0.68], [0.76, 0.9], [0.0, 0.82]])
+    crowd = ZoneConfig(name="floor", type="crowd", area_m2=50,
+                       points=[[0.1, 0.1], [0.3, 0.1], [0.3, 0.2], [0.1, 0.2]])
+    whole = ZoneConfig(name="all", type="no_parking", points=[[0, 0], [1, 0], [1, 1], [0, 1]])
+    tiling = TilingConfig(zone_windows=True).with_zone_windows([kerb, crowd, whole])
+    assert len(tiling.regions) == 2  # the kerb and the whole-frame zone; the crowd zone is not a parking zone
+    x1, y1, x2, y2 = tiling.regions[0]
+    assert (x1, x2) == (0.0, pytest.approx(0.76 + 0.25 * 0.28)) and y1 == pytest.approx(0.62 - 0.25 * 0.28)
+    windows = windows_for_size(640, 360, tiling)
+    assert windows[-1] == (0, 0, 640, 360)  # the full frame, once: the whole-frame zone adds no window
+    pieces = windows[:-1]
+    assert len(pieces) == 3
+    assert all((b - a) <= MAX_ASPECT * (d - c) + 1 for a, c, b, d in pieces)
+    assert pieces[0][0] == 0 and pieces[-1][2] == round(x2 * 640)  # together they cover the window
+    for (_, _, right, _), (left, _, _, _) in itertools.pairwise(pieces):  # neighbours share tiling.overlap
+        assert right - left == pytest.approx(tiling.overlap * (pieces[0][2] - pieces[0][0]), abs=2)
+    assert TilingConfig().with_zone_windows([kerb]).regions == []  # off unless asked
+    with pytest.raises(ValueError, match="not a box inside the frame"):
+        TilingConfig(regions=[(0.5, 0.2, 0.4, 0.3)])

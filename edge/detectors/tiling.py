@@ -1,12 +1,16 @@
 """Tiled detection for small objects: split a frame into rows x cols overlapping tiles (optionally plus the
-full frame), detect every tile in the same batch as the other cameras' frames, map boxes back and merge
-duplicates with class-aware NMS.
+full frame), and/or zoomed windows around the camera's parking zones, detect every crop in the same batch as
+the other cameras' frames, map boxes back and merge duplicates with class-aware NMS.
 
 Small, far objects shrink to a few pixels at a 300x300 input; a 2x2 tiling gives each one four times the
 pixels at four to five times the inference cost, so it is chosen per camera (``cameras[].tiling``).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,7 +19,14 @@ from edge.detections import Detections
 from edge.detectors.postprocess import nms, overlap_of_smaller
 from edge.labels import class_family
 
+if TYPE_CHECKING:
+    from edge.config import ZoneConfig
+
 Window = tuple[int, int, int, int]  # x1, y1, x2, y2 in source pixels
+Region = tuple[float, float, float, float]  # x1, y1, x2, y2 normalized
+ZONE_MARGIN = 0.25  # of a zone's height, around its bounding box, for its zoomed window
+MAX_ASPECT = 1.5  # window pieces are at most this much wider than tall (or taller than wide)
+MAX_REGION_SHARE = 0.5  # a region over this share of the frame gains too little zoom to be worth a pass
 SEAM_PX = 3  # a box this close to a tile's inner edge may be a cut-off part of an object
 SEAM_OVERLAP = 0.5  # ... and is merged with a same-family box covering this much of the smaller of the two
 
@@ -38,14 +49,53 @@ def tile_windows(width: int, height: int, rows: int, cols: int, overlap: float) 
     return [(x1, y1, x2, y2) for (y1, y2) in spans(height, rows) for (x1, x2) in spans(width, cols)]
 
 
+def zone_regions(zones: Iterable[ZoneConfig]) -> list[Region]:
+    """Normalized windows around the enabled no_parking and parking (legal bays) zones: each zone's bounding
+    box plus ``ZONE_MARGIN`` of its height on every side (a car standing on the zone's edge sticks out)."""
+    out: list[Region] = []
+    for zone in zones:
+        if not zone.enabled or zone.type not in ("no_parking", "parking"):
+            continue
+        pts = np.asarray(zone.points, dtype=np.float64)
+        (x1, y1), (x2, y2) = pts.min(axis=0), pts.max(axis=0)
+        m = ZONE_MARGIN * (y2 - y1)
+        out.append((max(0.0, float(x1 - m)), max(0.0, float(y1 - m)), min(1.0, float(x2 + m)), min(1.0, float(y2 + m))))
+    return out
+
+
+def region_windows(region: Region, width: int, height: int, overlap: float) -> list[Window]:
+    """A normalized region in pixels, cut along its long side into pieces no more than ``MAX_ASPECT`` times
+    wider than tall (or taller than wide): the detector's input is square, and squashing a long kerb into it
+    would shrink its cars instead of enlarging them. A region covering most of the frame gains no zoom: none."""
+    x1, y1, x2, y2 = (round(region[0] * width), round(region[1] * height),
+                      round(region[2] * width), round(region[3] * height))
+    w, h = x2 - x1, y2 - y1
+    if w < 8 or h < 8 or w * h > MAX_REGION_SHARE * width * height:
+        return []
+
+    def pieces(long: int, short: int) -> int:  # n pieces of length long / (n - (n - 1) * overlap) <= MAX_ASPECT * short
+        return max(1, math.ceil((long / (MAX_ASPECT * short) - overlap) / (1 - overlap) - 1e-9))
+
+    rows, cols = pieces(h, w), pieces(w, h)
+    return [(x1 + a, y1 + b, x1 + c, y1 + d) for a, b, c, d in tile_windows(w, h, rows, cols, overlap)]
+
+
 def windows_for(image: np.ndarray, tiling: TilingConfig) -> list[Window]:
-    """The crops one image is detected in: the whole frame when tiling is off or 1x1."""
+    """The crops one image is detected in: the whole frame when there is no grid and no region."""
     h, w = image.shape[:2]
-    if not tiling.enabled or tiling.rows * tiling.cols <= 1:
-        return [(0, 0, w, h)]
-    windows = tile_windows(w, h, tiling.rows, tiling.cols, tiling.overlap)
+    return windows_for_size(w, h, tiling)
+
+
+def windows_for_size(width: int, height: int, tiling: TilingConfig) -> list[Window]:
+    windows = []
+    if tiling.enabled and tiling.rows * tiling.cols > 1:
+        windows += tile_windows(width, height, tiling.rows, tiling.cols, tiling.overlap)
+    for region in tiling.regions:
+        windows += region_windows(region, width, height, tiling.overlap)
+    if not windows:
+        return [(0, 0, width, height)]
     if tiling.include_full_frame:
-        windows.append((0, 0, w, h))
+        windows.append((0, 0, width, height))
     return windows
 
 
