@@ -111,7 +111,7 @@ class CentralMqttConfig(Strict):
     def topics(self) -> list[str]:
         """All subscriptions: incidents (shared when configured), plus status, heartbeat and crowd."""
         out = [self.incident_topic()]
-        for leaf in ("status", "heartbeat", "crowd"):
+        for leaf in ("status", "heartbeat", "crowd", "occupancy"):
             base = f"{self.topic_prefix}/+/{leaf}"
             out.append(f"$share/{self.shared_group}/{base}" if self.shared_group and leaf != "status" else base)
         return out

@@ -391,3 +391,4 @@ def utcnow() -> datetime:
 # The command-center tables (grid units, catalogue, escalations) live in their own module; importing it here keeps
 # them in Base.metadata whichever module is imported first.
 from central import command_models as _command_models  # noqa: E402,F401
+from central import parking_models as _parking_models  # noqa: E402,F401

@@ -30,7 +30,8 @@ import jsonschema
 
 log = logging.getLogger(__name__)
 
-LEAVES = ("status", "heartbeat", "crowd", "frame")  # frame: central.live_frames
+# frame: central.live_frames; occupancy: central.occupancy
+LEAVES = ("status", "heartbeat", "crowd", "frame", "occupancy")
 MAX_DEPTH = 16
 MAX_NODES = 20_000
 MAX_SAFE_INT = 2**53

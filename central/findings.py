@@ -15,6 +15,8 @@ size, so that on ordinary data the report is empty rather than full of noise:
 - ``sudden_rise`` — an area × category whose cases in the last ``recent_days`` of the period are significantly
   above its baseline rate over the ``baseline_days`` before (comparison early warning). Test: Poisson upper tail
   with λ = baseline count × recent_days / baseline_days; also needs n ≥ ``min_count`` and n / λ ≥ 2.
+- ``parking_shortfall`` — an area with legal parking zones × hour band where parking demand exceeds supply: the
+  bays are nearly full and illegal parking there is significantly above the district's rate (central/parking.py).
 
 Hour bands are in the configured time zone: night 19:00–07:00, morning 07:00–10:00, day 10:00–16:00, evening
 16:00–19:00 (``DEFAULT_BANDS``; a band may wrap past midnight).
@@ -39,6 +41,7 @@ from central.config import CentralConfig
 from central.db import Case
 from central.evaluation import epoch
 from central.grid import GridIndex
+from central.parking import shortfall_findings
 
 
 @dataclass(frozen=True)
@@ -343,7 +346,13 @@ def findings(
             "score": n / lam,
         })
 
-    order = {"hotspot": 0, "closes_worst": 1, "escalation_heavy": 2, "sudden_rise": 3}
+    # ---------------------------------------------------------------- parking demand above supply
+    parking, families["parking_shortfall"] = shortfall_findings(
+        session, since, horizon, config=config, grid=grid, level=level, bands=bands, name=name, alpha=alpha,
+        min_count=min_count, min_ratio=min_ratio)
+    out += parking
+
+    order = {"hotspot": 0, "closes_worst": 1, "escalation_heavy": 2, "sudden_rise": 3, "parking_shortfall": 4}
     out.sort(key=lambda f: (order[f["kind"]], -f["score"]))
     return {
         "since": since.isoformat(), "until": until.isoformat(), "generated_at": now.isoformat(),
@@ -363,7 +372,8 @@ def to_html(report: dict[str, Any], *, lang: str = "en", title: str = "GridWatch
     heads = {"hotspot": ("Space × time hotspots", "时空热点"),
              "closes_worst": ("Categories that close worst", "结案率低的类别"),
              "escalation_heavy": ("Escalation-heavy areas", "升级集中的区域"),
-             "sudden_rise": ("Sudden rises", "突增预警")}
+             "sudden_rise": ("Sudden rises", "突增预警"),
+             "parking_shortfall": ("Parking demand above supply", "停车供需缺口")}
     zh = key == "text_zh"
     by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for f in report["findings"]:

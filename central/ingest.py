@@ -57,6 +57,7 @@ from central.ingest_parse import (  # noqa: F401 - re-exported: the names other 
     incident_validator,
     parse_time,
 )
+from central.occupancy import store_occupancy
 from central.routing import route
 from central.silences import silence_matches
 from central.sla import Sla
@@ -363,6 +364,9 @@ class IngestService:
                 return self._status(session, pre.edge_id, pre.data, batch)
             if pre.leaf == "heartbeat":
                 return self._heartbeat(session, pre.edge_id, pre.data, batch)
+            if pre.leaf == "occupancy":  # parking figures: central/occupancy.py
+                outcome, detail = store_occupancy(session, pre.edge_id, pre.data, self.clock.now(), batch)
+                return IngestResult(outcome, detail=detail)
             return self._crowd(session, pre.edge_id, pre.data, batch)
         except DeadLetterReason as e:
             return self._dead_letter(topic, payload, e.reason, e.detail, batch)

@@ -3,8 +3,8 @@
 Everything a message could break later is refused here, before the batch's transaction, so a batch never fails as a
 whole and SQLite and PostgreSQL accept and refuse exactly the same messages. In order:
 
-- ``unknown_topic`` / ``unknown_edge``: not ``<prefix>/<edge>/{incidents,status,heartbeat,crowd}``; an edge not in
-  ``mqtt.edges`` when that is set;
+- ``unknown_topic`` / ``unknown_edge``: not ``<prefix>/<edge>/{incidents,status,heartbeat,crowd,occupancy}``; an
+  edge not in ``mqtt.edges`` when that is set;
 - ``oversized``: payload over ``max_payload_bytes`` (not parsed);
 - ``too_deep`` / ``too_large``: a scan of the raw bytes *before* ``json.loads`` recurses: nesting over
   ``MAX_DEPTH``, more than ``MAX_NODES`` values;
@@ -53,7 +53,7 @@ from central.config import CategoryConfig, CentralConfig
 log = logging.getLogger(__name__)
 
 SCHEMA_ID = "gridwatch.incident/1"
-LEAVES = frozenset({"incidents", "status", "heartbeat", "crowd"})
+LEAVES = frozenset({"incidents", "status", "heartbeat", "crowd", "occupancy"})
 POSITION_TYPES = frozenset({"illegal_parking", "street_vending"})
 MAX_DEPTH = edge_messages.MAX_DEPTH  # 16: an incident needs 3
 MAX_NODES = edge_messages.MAX_NODES  # 20,000 values

@@ -1,6 +1,8 @@
 """Automatic findings on a seeded year of cases over 600 grid cells (tools/gen_cases.py): the report names exactly the
-planted patterns — a night-time parking hotspot, a badly closing category, an escalation-heavy community — and
-nothing else; on data without them it names only what was planted there (a sudden rise)."""
+planted patterns — a night-time parking hotspot, a badly closing category, an escalation-heavy community, and in the
+hotspot community a night-time parking shortfall (its legal bays full while the illegal parking is there) — and
+nothing else (not the office car park full by day, not the residents' car park full at night without excess illegal
+parking); on data without them it names only what was planted there (a sudden rise)."""
 
 from __future__ import annotations
 
@@ -44,8 +46,10 @@ def test_findings_name_exactly_the_planted_patterns(db_url: str) -> None:
         ("hotspot", plan.hotspot_community, "night", "illegal_parking"),
         ("closes_worst", None, None, plan.bad_category),
         ("escalation_heavy", plan.escalation_community, None, None),
+        ("parking_shortfall", plan.hotspot_community, "night", "illegal_parking"),
     }, [f["text"] for f in report["findings"]]
-    assert report["tests"] == {"hotspot": 60 * 4 * 3, "closes_worst": 3, "escalation_heavy": 60, "sudden_rise": 180}
+    assert report["tests"] == {"hotspot": 60 * 4 * 3, "closes_worst": 3, "escalation_heavy": 60, "sudden_rise": 180,
+                               "parking_shortfall": 4 * 4}  # 4 communities with parking zones × 4 bands
     by_kind = {f["kind"]: f for f in report["findings"]}
     hot = by_kind["hotspot"]
     assert hot["ratio"] > 3 and hot["p_value"] * hot["tests"] < 0.05 and hot["hours"] == "19:00–07:00"
@@ -56,6 +60,12 @@ def test_findings_name_exactly_the_planted_patterns(db_url: str) -> None:
     assert f"{100 * worst['closure_rate']:.1f}%" in worst["text"] and "binomial" in worst["text"]
     esc = by_kind["escalation_heavy"]
     assert 0.25 < esc["share"] < 0.36 and esc["others_share"] < 0.05
+    short = by_kind["parking_shortfall"]
+    assert short["supply"] == 40 and short["occupancy_rate"] > 0.98 and short["demand"] > short["supply"]
+    assert short["ratio"] > 3 and short["p_value"] * short["tests"] < 0.05 and short["shortfall"] > 0
+    assert short["text"].startswith("Parking demand exceeds supply in Community 3-4 (330102-003-04) between 19:00 "
+                                    "and 07:00") and "40 legal spaces" in short["text"]
+    assert "停车需求超过供给" in short["text_zh"]
     assert report["_seconds"] < 5
 
 

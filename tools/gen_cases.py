@@ -10,10 +10,15 @@ with a diurnal profile shared by every cell; most close on time. Planted (``Plan
 - a **badly closing category**: ``street_vending`` closes in ``bad_closure`` of cases instead of ``closure``;
 - an **escalation-heavy community**: ``heavy_escalation`` of its cases go up (to the community, some further)
   instead of ``escalation``;
-- optionally (``rise_extra``) a **sudden rise**: extra ``street_vending`` cases in one community in the last week.
+- optionally (``rise_extra``) a **sudden rise**: extra ``street_vending`` cases in one community in the last week;
+- **parking occupancy** (``parking``): hourly figures of a few legal parking zones (``PARKING_ZONES``) for the
+  whole year. The zone in the hotspot community is full every night (a **night-time parking shortfall** where the
+  night-time illegal parking is); the others are not findings: an office car park full by day, a residents' car park
+  full at night with ordinary illegal parking around it, one with spare spaces.
 
-The rows are bulk-inserted (grid_units, cases, case_escalations, a ``feedback`` audit row per handled case). With
-``--bench`` the tool times the analytics (KPIs, evaluation, findings) on the generated data.
+The rows are bulk-inserted (grid_units, cases, case_escalations, a ``feedback`` audit row per handled case,
+parking_occupancy). With ``--bench`` the tool times the analytics (KPIs, evaluation, findings, parking supply) on the
+generated data.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 from central.command_models import CaseEscalation, GridUnit  # noqa: E402
 from central.config import CentralConfig  # noqa: E402
 from central.db import Case, CaseAudit  # noqa: E402
+from central.parking_models import ParkingOccupancy  # noqa: E402
 from central.sla import Sla  # noqa: E402
 
 DISTRICT = "330102"
@@ -45,6 +51,31 @@ DISTRICT = "330102"
 HOUR_WEIGHTS = [2, 1, 1, 1, 1, 2, 4, 7, 9, 9, 9, 9, 8, 8, 9, 9, 9, 9, 8, 7, 6, 5, 4, 3]
 NIGHT_HOURS = [19, 20, 21, 22, 23, 0, 1, 2, 3, 4, 5, 6]
 MIX = {"illegal_parking": 0.5, "street_vending": 0.3, "crowd_density": 0.2}
+DAY_HOURS = list(range(8, 18))
+
+
+@dataclass(frozen=True)
+class ParkingZone:
+    """A legal parking zone of the generated district: where it is, its spaces and its share taken by hour."""
+
+    cell: str  # "<street>-<community>-<cell>" under DISTRICT
+    zone: str
+    capacity: int
+    night: float  # mean share of spaces taken 19:00-07:00 (1.0: full)
+    day: float  # 08:00-18:00
+    other: float  # the hours between
+
+    def share(self, hour: int) -> float:
+        return self.night if hour in NIGHT_HOURS else self.day if hour in DAY_HOURS else self.other
+
+
+# the first is in the hotspot community (Plan.hotspot_community) and full every night: the planted shortfall
+PARKING_ZONES = (
+    ParkingZone("003-04-02", "night-lot", 40, night=1.0, day=0.55, other=0.8),
+    ParkingZone("001-05-03", "office-lot", 60, night=0.15, day=1.0, other=0.6),
+    ParkingZone("006-09-01", "residents-lot", 20, night=1.0, day=0.4, other=0.7),
+    ParkingZone("004-02-05", "market-bays", 30, night=0.8, day=0.45, other=0.6),
+)
 
 
 @dataclass
@@ -68,6 +99,7 @@ class Plan:
     rework: float = 0.04
     rise_community: str = f"{DISTRICT}-002-02"
     rise_extra: int = 0  # extra street_vending cases in the rise community in the last 7 days
+    parking: bool = True  # hourly occupancy figures of PARKING_ZONES
     handlers_per_community: int = 2
     audit: bool = True
 
@@ -82,6 +114,7 @@ class Generated:
     cells: list[str] = field(default_factory=list)
     cases: int = 0
     escalations: int = 0
+    occupancy: int = 0
     seconds: float = 0.0
 
 
@@ -215,15 +248,40 @@ def generate(session: Session, config: CentralConfig, plan: Plan | None = None) 
         session.execute(insert(CaseEscalation), escs)
     for chunk in range(0, len(audits), 5000):
         session.execute(insert(CaseAudit), audits[chunk:chunk + 5000])
+    figures = occupancy_rows(plan, tz) if plan.parking else []
+    for chunk in range(0, len(figures), 5000):
+        session.execute(insert(ParkingOccupancy), figures[chunk:chunk + 5000])
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT setval(pg_get_serial_sequence('cases', 'id'), (SELECT max(id) FROM cases))"))
     session.commit()
     # planner statistics, as autovacuum would gather on a live database (without them PostgreSQL takes a bulk-loaded
     # table for empty and picks nested loops over tens of thousands of rows)
-    for table in ("grid_units", "cases", "case_escalations", "case_audit"):
+    for table in ("grid_units", "cases", "case_escalations", "case_audit", "parking_occupancy"):
         session.execute(text(f"ANALYZE {table}"))
     session.commit()
-    return Generated(plan, cells, len(cases), len(escs), time.perf_counter() - t0)
+    return Generated(plan, cells, len(cases), len(escs), len(figures), time.perf_counter() - t0)
+
+
+def occupancy_rows(plan: Plan, tz: Any) -> list[dict[str, Any]]:
+    """One figure per zone and hour of the year (period 3600 s): the spaces taken are the zone's share for that local
+    hour with noise; a full zone reports a fraction of a space short of capacity on average. Its own random stream:
+    adding figures does not change the cases."""
+    rng = random.Random(plan.seed + 1_000)
+    rows = []
+    for z in PARKING_ZONES:
+        for h in range(plan.days * 24):
+            end = plan.start + timedelta(hours=h + 1)
+            share = z.share((end - timedelta(minutes=30)).astimezone(tz).hour)
+            noise = -abs(rng.gauss(0, 0.3)) if share >= 1 else rng.gauss(0, 0.02 * z.capacity)
+            mean = min(float(z.capacity), max(0.0, z.capacity * share + noise))
+            rows.append({
+                "camera_id": f"cam-{z.cell}", "zone": z.zone, "at": end, "hour": end - timedelta(hours=1),
+                "edge_id": "edge-gen",
+                "grid_cell": f"{DISTRICT}-{z.cell}", "capacity": z.capacity, "occupied": round(mean),
+                "occupied_mean": round(mean, 3), "vehicles": round(mean), "samples": 60, "period_s": 3600.0,
+                "method": "count", "received_at": end,
+            })
+    return rows
 
 
 def bench(session: Session, config: CentralConfig, plan: Plan, repeat: int = 3) -> dict[str, tuple[float, float]]:
@@ -233,6 +291,7 @@ def bench(session: Session, config: CentralConfig, plan: Plan, repeat: int = 3) 
     from central.evaluation import evaluate
     from central.findings import findings
     from central.grid import load_grid
+    from central.parking import supply_demand
 
     clock = FixedClock(plan.end + timedelta(days=1))
     grid = load_grid(session, config)
@@ -246,6 +305,7 @@ def bench(session: Session, config: CentralConfig, plan: Plan, repeat: int = 3) 
         "evaluation by person": lambda: evaluate(session, since, until, "person", config=config, clock=clock,
                                                  grid=grid, trend=False),
         "findings": lambda: findings(session, since, until, config=config, grid=grid, clock=clock),
+        "parking supply by community": lambda: supply_demand(session, since, until, config=config, grid=grid),
     }
     out = {}
     for name, job in jobs.items():
@@ -274,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(seed=args.seed, cases=args.cases, rise_extra=args.rise)
     with sf() as s:
         g = generate(s, config, plan)
-        print(f"{g.cases} cases, {g.escalations} escalations over {len(g.cells)} cells in {g.seconds:.1f} s")
+        print(f"{g.cases} cases, {g.escalations} escalations, {g.occupancy} parking figures over {len(g.cells)} cells "
+              f"in {g.seconds:.1f} s")
         if args.bench:
             print(f"  {'':40s} {'wall':>8s} {'cpu':>8s}   (load average {os.getloadavg()[0]:.1f})")
             for name, (wall, cpu) in bench(s, config, plan).items():

@@ -411,3 +411,9 @@ def post_report(
     st.bus.poke()  # its case.created was committed to the outbox with the case
     return svc.summary(case)
 
+
+# --------------------------------------------------------------------------- parking supply (central/api/parking.py)
+
+from central.api.parking import router as _parking_router  # noqa: E402
+
+router.include_router(_parking_router)

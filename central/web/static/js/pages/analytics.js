@@ -1,4 +1,5 @@
-// Analytics: KPI cards for a period, per squad / grid cell / category tables, zone × hour heat map, trend chart.
+// Analytics: KPI cards for a period, per squad / grid cell / category tables, zone × hour heat map, trend chart,
+// parking supply and demand per community and hour of day.
 import { api } from '../api.js';
 import { initFindingsRuns } from '../findings_runs.js';
 import { t } from '../i18n.js';
@@ -104,6 +105,27 @@ function renderHeat(hot) {
   box.append(heatMap(labels, hours, matrix, { title: (r, c, v) => t('an.heat_tip', { zone: r, hour: c, n: v }) }));
 }
 
+/** Parking supply and demand (GET /api/v1/parking/supply): one row per area and hour that has supply or demand. */
+function renderParking(data) {
+  const box = clear(document.getElementById('tbl-parking'));
+  if (data.error) { box.append(el('p', { class: 'muted', text: `${t('common.error')}: ${data.error}` })); return; }
+  const rows = (data.rows || []).filter((r) => r.supply > 0 || r.demand > 0);
+  if (!rows.length) { box.append(el('p', { class: 'muted', text: t('an.parking_none') })); return; }
+  const cols = [
+    ['supply', (r) => fmtNum(r.supply, 1)], ['occupied', (r) => fmtNum(r.occupied, 1)],
+    ['occupancy_rate', (r) => fmtPct(r.occupancy_rate)], ['illegal_parking', (r) => fmtNum(r.illegal_parking, 2)],
+    ['demand', (r) => fmtNum(r.demand, 1)], ['shortfall', (r) => fmtNum(r.shortfall, 2)],
+  ];
+  const hour = (h) => `${String(h).padStart(2, '0')}:00`;
+  box.append(el('table', { class: 'table compact', dataset: { table: 'parking' } }, [
+    el('thead', {}, [el('tr', {}, [el('th', { text: t('an.col.area') }), el('th', { text: t('an.col.hour') }),
+      ...cols.map(([k]) => el('th', { text: t(`an.pk.${k}`) }))])]),
+    el('tbody', {}, rows.map((r) => el('tr', { class: r.shortfall > 0 ? 'kpi-bad' : '', dataset: { area: r.area, hour: r.hour } }, [
+      el('td', { text: r.area_name ? `${r.area_name} (${r.area})` : r.area }), el('td', { text: hour(r.hour) }),
+      ...cols.map(([, f]) => el('td', { class: 'num', text: String(f(r)) }))]))),
+  ]));
+}
+
 /** Split the period into at most ~31 buckets (hours for a day, days for a month) and ask the KPIs for each. */
 async function renderTrend(p) {
   const box = document.getElementById('trend');
@@ -128,18 +150,21 @@ async function renderTrend(p) {
 async function load() {
   const p = period();
   try {
-    const [all, squad, grid, cat, hot] = await Promise.all([
+    const [all, squad, grid, cat, hot, parking] = await Promise.all([
       api(`/api/v1/kpis?${q(p)}`),
       api(`/api/v1/kpis?${q(p, { group_by: 'squad' })}`),
       api(`/api/v1/kpis?${q(p, { group_by: 'grid_cell' })}`),
       api(`/api/v1/kpis?${q(p, { group_by: 'category' })}`),
       api(`/api/v1/hotspots?${q(p)}`),
+      // a failure here shows in the parking card only: the rest of the page stands on its own
+      api(`/api/v1/parking/supply?${q(p)}`).catch((err) => ({ error: err.message })),
     ]);
     renderKpis(overall(all.rows || []));
     renderTable('squad', squad.rows || []);
     renderTable('grid_cell', grid.rows || []);
     renderTable('category', cat.rows || []);
     renderHeat(hot);
+    renderParking(parking);
     await renderTrend(p);
     document.body.dataset.loaded = 'true';
   } catch (err) { toast(`${t('common.error')}: ${err.message}`, 'error'); }
