@@ -36,6 +36,9 @@ Generated from `edge/config.py` by `tools/gen_config_docs.py` — do not edit by
   have 3+ points, a non-zero area and no crossing edges.
 - The configuration is re-read while the worker runs (every 2 s): zone and rule edits apply without
   dropping streams; an invalid edit is logged and the running configuration stays.
+- Where to draw no-parking zones (kerbs, sidewalks, bus stops, junction boxes), how to choose the dwell so
+  queues at a light never fire, and zoomed zone windows for kerbs the detector cannot see well, with
+  pictures from the sample footage: [parking-zones.md](parking-zones.md).
 """
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
