@@ -398,7 +398,8 @@ def main() -> None:
     ap.add_argument("--instances", type=int, default=1, help="ingest processes on a shared subscription")
     ap.add_argument("--phases", default="throughput,drain,latency,caselist",
                     help="throughput, drain, latency, caselist, flood (throughput with --malformed of the messages "
-                         "malformed, default half), flood_drain (drain with them), inprocess (no broker)")
+                         "malformed, default half), flood_drain (drain with them), inprocess (no broker), analytics "
+                         "(the KPI endpoints on a year of cases: tools/bench_analytics.py)")
     ap.add_argument("--malformed", type=float, default=0.5, help="flood phases: share of malformed messages")
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--repeat", type=int, default=1, help="run the phases this many times in turn; print medians")
@@ -454,6 +455,11 @@ def _phase(backend: str, phase: str, args: argparse.Namespace, create_database: 
                 print(f"[{backend}] in process, no broker: clean {r['clean']} events/s, 50 % malformed {r['flood']} "
                       f"valid events/s (ratio {r['ratio']:.0%}); per CPU second {r['clean_cpu']} / {r['flood_cpu']} "
                       f"({r['ratio_cpu']:.0%}); RSS {r['rss_mb']} MiB")
+            elif phase == "analytics":  # the KPI endpoints on a year of 40,000 cases (tools/bench_analytics.py)
+                from tools.bench_analytics import report, run_analytics
+
+                r = run_analytics(url)
+                print(report(backend, r))
             elif phase == "caselist":
                 r = run_case_list(url, args.cases)
                 figures = ", ".join(f"{k} {v} ms" for k, v in r.items() if k != "seed_s")
