@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import poisson
-from sqlalchemy import func, select
+from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from central.config import CentralConfig
@@ -62,35 +62,57 @@ class _Hour:
     zones: set[tuple[str, str]] = field(default_factory=set)
 
 
+def offset_segments(since: datetime, horizon: datetime, tz: Any) -> list[tuple[datetime, datetime, int]]:
+    """[since, horizon) cut where the time zone's UTC offset changes: (start, end, offset in whole hours)."""
+    out: list[tuple[datetime, datetime, int]] = []
+    t = since.replace(minute=0, second=0, microsecond=0)
+    seg_start, seg_offset = since, None
+    while t < horizon:
+        off = int(round(t.astimezone(tz).utcoffset().total_seconds() / 3600.0))
+        if seg_offset is None:
+            seg_offset = off
+        elif off != seg_offset:
+            out.append((seg_start, t, seg_offset))
+            seg_start, seg_offset = t, off
+        t += timedelta(hours=1)
+    if seg_offset is not None:
+        out.append((seg_start, horizon, seg_offset))
+    return out
+
+
 def zone_hours(
     session: Session, since: datetime, horizon: datetime, tz: Any
 ) -> dict[tuple[str, str, str | None], dict[int, tuple[float, float, int]]]:
-    """Per parking zone (camera, zone, grid cell) and local hour: (mean capacity, mean occupied, figures)."""
-    dialect = session.get_bind().dialect.name
-    bucket = epoch(ParkingOccupancy.hour, dialect).label("bucket")  # grouped by the stored hour, then converted
-    stmt = (
-        select(
-            ParkingOccupancy.camera_id,
-            ParkingOccupancy.zone,
-            ParkingOccupancy.grid_cell,
-            bucket,
-            func.sum(ParkingOccupancy.capacity),
-            func.sum(ParkingOccupancy.occupied_mean),
-            func.count(),
-        )
-        .where(ParkingOccupancy.at >= since, ParkingOccupancy.at < horizon)
-        .group_by(ParkingOccupancy.camera_id, ParkingOccupancy.zone, ParkingOccupancy.grid_cell, ParkingOccupancy.hour)
-    )
-    rows = list(session.execute(stmt).tuples())
-    from central.findings import local_hours
+    """Per parking zone (camera, zone, grid cell) and local hour: (mean capacity, mean occupied, figures).
 
-    hours = local_hours([round(float(r[3]) / 3600.0) * 3600.0 for r in rows], tz)  # whole hours (julianday rounds)
+    Grouped in SQL by the UTC hour of day of the stored ``hour``, once per stretch of constant UTC offset (one for
+    most time zones, a few across daylight-saving changes), so the database returns 24 rows per zone, not one per
+    figure."""
+    dialect = session.get_bind().dialect.name
+    col = ParkingOccupancy.hour
+    utc_hour = (
+        cast(func.strftime("%H", col), Integer) if dialect == "sqlite" else cast(func.extract("hour", col), Integer)
+    )
     sums: dict[tuple[str, str, str | None], dict[int, list[float]]] = defaultdict(dict)
-    for (cam, zone, cell, _b, cap, occ, n), h in zip(rows, hours, strict=True):
-        acc = sums[(cam, zone, cell)].setdefault(h, [0.0, 0.0, 0])
-        acc[0] += float(cap)
-        acc[1] += float(occ)
-        acc[2] += int(n)
+    for seg_start, seg_end, offset in offset_segments(since, horizon, tz):
+        stmt = (
+            select(
+                ParkingOccupancy.camera_id,
+                ParkingOccupancy.zone,
+                ParkingOccupancy.grid_cell,
+                utc_hour,
+                func.sum(ParkingOccupancy.capacity),
+                func.sum(ParkingOccupancy.occupied_mean),
+                func.count(),
+            )
+            .where(ParkingOccupancy.at >= seg_start, ParkingOccupancy.at < seg_end)
+            .group_by(ParkingOccupancy.camera_id, ParkingOccupancy.zone, ParkingOccupancy.grid_cell, utc_hour)
+        )
+        for cam, zone, cell, h, cap, occ, n in session.execute(stmt).tuples():
+            acc = sums[(cam, zone, cell)].setdefault((int(h) + offset) % 24, [0.0, 0.0, 0])
+            acc[0] += float(cap)
+            acc[1] += float(occ)
+            acc[2] += int(n)
     return {k: {h: (c / n, o / n, int(n)) for h, (c, o, n) in by_h.items()} for k, by_h in sums.items()}
 
 
