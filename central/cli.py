@@ -90,8 +90,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not args.no_migrate:
         upgrade(cfg.database_url)
     sf = make_session_factory(make_engine(cfg.database_url))
-    runner = MqttIngest(cfg, session_factory=sf)
+    from central.events import EventBus
+
+    bus = EventBus()
+    runner = MqttIngest(cfg, session_factory=sf, bus=bus)
     tune_gc()  # a dedicated ingest process: see mqtt_ingest.tune_gc
+    responder = None
+    if cfg.crowd_response.plans:  # crowd incident events are live, seen only here: this process sends the plans
+        from central.clock import SystemClock
+        from central.crowd_plans import CrowdResponder
+
+        responder = CrowdResponder(sf, cfg, SystemClock(), bus)
+        responder.start()
     if args.metrics_port:
         from central.clock import SystemClock
         from central.metrics import CentralMetrics, serve_metrics
@@ -120,6 +130,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     while not done.wait(1.0):
         pass
     runner.stop()
+    if responder is not None:
+        responder.stop()
     print(json.dumps(runner.health()), flush=True)
     return 0
 

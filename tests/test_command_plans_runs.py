@@ -4,6 +4,7 @@ run per slot, on demand, HTML export), the map's tile server setting (CSP) and a
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -358,3 +359,60 @@ def test_vectorized_working_hours_equal_the_calendar_when_the_first_case_starts_
     for s, e in zip(starts, ends, strict=True):
         fast = (np.interp(e.timestamp(), xs, ys) - np.interp(s.timestamp(), xs, ys)) / 3600
         assert fast == pytest.approx(sla.elapsed(s, e, "working"), abs=1e-6), (s, e)
+
+
+def test_a_dedicated_ingest_process_sends_the_plans(tmp_path: Path) -> None:
+    """In a deployment the crowd incidents arrive in `gridwatch-central ingest` processes (their events are live, seen
+    only there), so that process runs the responder: a real ingest subprocess and Mosquitto."""
+    import json
+    import subprocess
+
+    import paho.mqtt.client as mqtt
+    import yaml
+
+    from central.db import make_engine, make_session_factory
+    from tests.fixtures.mqtt import MosquittoBroker, ensure_mosquitto
+
+    (tmp_path / "m").mkdir()
+    broker = MosquittoBroker(tmp_path / "m", binary=ensure_mosquitto())
+    broker.start()
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    upgrade(db)
+    cfg = {
+        "database_url": db,
+        "evidence_dir": str(tmp_path / "ev"),
+        "mqtt": {"host": broker.host, "port": broker.port, "client_id": "ingest-plans"},
+        "crowd_response": {
+            "plans": [{"zone": "plaza-floor", "level": "high", "plan": "Open the gate", "notify": ["duty"]}]
+        },
+    }
+    (tmp_path / "central.yaml").write_text(yaml.safe_dump(cfg))
+    exe = Path(sys.executable).parent / "gridwatch-central"
+    proc = subprocess.Popen(
+        [str(exe), "ingest", "--config", str(tmp_path / "central.yaml"), "--no-migrate"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # "ingesting …" once subscribed
+            if "ingesting" in line:
+                break
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        p = crowd_event(INCIDENT_1, "high", 1, "opened", datetime.now(UTC))
+        client.publish("gridwatch/v1/edge-test-01/incidents", json.dumps(p), qos=1).wait_for_publish(10)
+        sf = make_session_factory(make_engine(db))
+
+        def notes() -> list[str]:
+            with sf() as s:
+                return list(s.scalars(select(CaseAudit.note).where(CaseAudit.action == "response_plan")))
+
+        assert wait_for(notes, timeout=30) == ["level high: plan for high sent to duty. Open the gate"]
+    finally:
+        client.loop_stop()
+        proc.terminate()
+        proc.wait(10)
+        broker.kill()
