@@ -18,8 +18,9 @@ hours). For each area and hour, over the period [since, horizon):
 - ``demand`` = occupied + illegal_parking; ``shortfall`` = max(0, demand − supply); ``spare`` = max(0, supply −
   demand); ``occupancy_rate`` = occupied / supply.
 
-Only areas with at least one parking zone reporting in the period are listed: elsewhere the supply is not known
-(no camera watches its bays), not zero.
+A zone's cell that the grid does not know is an area of its own at every level; a zone without a grid cell is
+left out (``level=zone`` lists it). Only areas with at least one parking zone reporting in the period are listed:
+elsewhere the supply is not known (no camera watches its bays), not zero.
 
 The finding (``parking_shortfall``), per area with supply × hour band (the bands of central/findings.py): the legal
 spaces are nearly full through the band (occupied / supply ≥ ``min_occupancy``, default 0.9), illegal parking in the
@@ -168,11 +169,12 @@ def illegal_cases(
 
 
 def _area(grid: GridIndex, level: str, cell: str | None) -> str | None:
+    """The area at ``level`` of a zone's cell; a cell the grid does not know stands for itself (it is not dropped)."""
     if cell is None:
         return None
     if level == "cell":
         return cell
-    return grid.unit_at(cell, level)
+    return grid.unit_at(cell, level) or cell
 
 
 def supply_demand(
