@@ -23,7 +23,6 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from central.app import create_app
-from central.db import upgrade
 from tests.central_support import encode, incident_payload, make_central, topic
 from tests.fixtures.mqtt import MosquittoBroker, ensure_mosquitto, free_port
 
@@ -40,27 +39,30 @@ def value(all_samples: dict, name: str, **labels: str) -> float:
     return all_samples[(name, tuple(sorted(labels.items())))]
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'central.db'}"
-    upgrade(url)
-    return url
-
-
 def test_metrics_endpoint_counts_ingest_and_reads_the_database(sqlite_url: str, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     central = make_central(sqlite_url, tmp_path, {"webhooks": [{"url": "http://127.0.0.1:9/hook"}]})
-    app = create_app(central.config, session_factory=central.session_factory, bus=central.bus, clock=central.clock,
-                     store=central.store, include_web=False)
+    app = create_app(
+        central.config,
+        session_factory=central.session_factory,
+        bus=central.bus,
+        clock=central.clock,
+        store=central.store,
+        include_web=False,
+    )
     ingest = app.state.metrics.instrument(central.ingest)
     emitted = datetime.now(UTC) - timedelta(seconds=2)  # the edge sent it 2 s ago
     p = incident_payload(at=emitted)
     assert ingest.handle(topic(), encode(p)).case_created
     assert ingest.handle(topic(), encode(p)).outcome == "duplicate"
     assert ingest.handle(topic(), b"{not json").outcome == "dead_letter"
-    ingest.handle_batch([(topic(), encode(incident_payload(type="street_vending", zone="z2", at=emitted))),
-                         (topic(), encode({"schema": "gridwatch.incident/9"}))])
+    ingest.handle_batch(
+        [
+            (topic(), encode(incident_payload(type="street_vending", zone="z2", at=emitted))),
+            (topic(), encode({"schema": "gridwatch.incident/9"})),
+        ]
+    )
 
     with TestClient(app) as client:
         r = client.get("/metrics")
@@ -93,8 +95,14 @@ def test_metrics_token_when_configured(sqlite_url: str, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     central = make_central(sqlite_url, tmp_path, {"api": {"metrics_token": "s3cret-scrape"}})
-    app = create_app(central.config, session_factory=central.session_factory, bus=central.bus, clock=central.clock,
-                     store=central.store, include_web=False)
+    app = create_app(
+        central.config,
+        session_factory=central.session_factory,
+        bus=central.bus,
+        clock=central.clock,
+        store=central.store,
+        include_web=False,
+    )
     with TestClient(app) as client:
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -107,12 +115,36 @@ def test_separate_ingest_process_serves_its_own_metrics(sqlite_url: str, tmp_pat
     broker.start()
     port = free_port()
     cfg = tmp_path / "central.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "database_url": sqlite_url, "evidence_dir": str(tmp_path / "evidence"),
-        "mqtt": {"host": broker.host, "port": broker.port, "client_id": f"ingest-metrics-{port}", "batch_wait_ms": 5},
-    }))
-    proc = subprocess.Popen([sys.executable, "-m", "central.cli", "ingest", "--config", str(cfg), "--no-migrate",
-                             "--metrics-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "database_url": sqlite_url,
+                "evidence_dir": str(tmp_path / "evidence"),
+                "mqtt": {
+                    "host": broker.host,
+                    "port": broker.port,
+                    "client_id": f"ingest-metrics-{port}",
+                    "batch_wait_ms": 5,
+                },
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "central.cli",
+            "ingest",
+            "--config",
+            str(cfg),
+            "--no-migrate",
+            "--metrics-port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}/metrics"
 
@@ -140,8 +172,10 @@ def test_separate_ingest_process_serves_its_own_metrics(sqlite_url: str, tmp_pat
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             m = scrape() or {}
-            if m.get(("gridwatch_ingest_messages_total", (("outcome", "dead_letter"),))) == 1 and \
-                    m.get(("gridwatch_ingest_messages_total", (("outcome", "applied"),))) == 1:
+            if (
+                m.get(("gridwatch_ingest_messages_total", (("outcome", "dead_letter"),))) == 1
+                and m.get(("gridwatch_ingest_messages_total", (("outcome", "applied"),))) == 1
+            ):
                 break
             time.sleep(0.1)
         else:

@@ -49,13 +49,6 @@ PLANS = {
 }
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'central.db'}"
-    upgrade(url)
-    return url
-
-
 def documented(model: Any) -> list[str]:
     schema = model.model_json_schema()
     out = [k for k, p in schema.get("properties", {}).items() if not p.get("description")]

@@ -10,37 +10,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from central.app import create_app
 from central.mqtt_ingest import MqttIngest
 from edge.config import parse_config
-from edge.detections import Detections
 from edge.metrics import EdgeMetrics
 from edge.mqtt.publisher import EdgePublisher
 from edge.sources import Frame
 from edge.worker import EdgeWorker
 from tests.central_support import encode, incident_payload, make_central, topic
+from tests.detector_stubs import NoBoxes
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "gridwatch.json"
 METRIC = re.compile(r"\bgridwatch_[a-z0-9_]+\b")
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    from central.db import upgrade
-
-    url = f"sqlite:///{tmp_path / 'central.db'}"
-    upgrade(url)
-    return url
-
-
-class NoBoxes:
-    name, version = "none", "0"
-    last_timings: dict[str, float] = {}
-
-    def detect_batch(self, images: list, tilings: list | None = None, class_maps: list | None = None) -> list:
-        return [Detections.empty() for _ in images]
 
 
 def sample_names(exposition: str) -> set[str]:

@@ -16,41 +16,21 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pytest
 from sqlalchemy import select
 
 from central.db import DeadLetter
 from central.live_frames import LiveFrameIngest, LiveFrameStore
 from central.mqtt_ingest import MqttIngest
 from edge.config import LiveFrameConfig, parse_config
-from edge.detections import Detections
 from edge.live_frames import LiveFrames, encode_frame, frame_message
 from edge.mqtt.publisher import EdgePublisher
 from edge.worker import EdgeWorker
+from tests.detector_stubs import NoBoxes
 from tests.fixtures.media import clip
 from tests.fixtures.mqtt import MqttCollector
 from tests.test_api_support import make_api
 
 CLIP = "traffic_intersection_cctv_1.mp4"  # 640x480
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    from central.db import upgrade
-
-    url = f"sqlite:///{tmp_path / 'central.db'}"
-    upgrade(url)
-    return url
-
-
-class NoBoxes:
-    """Stands in for the detector: the frame path, not detection, is under test."""
-
-    name, version = "none", "0"
-    last_timings: dict[str, float] = {}
-
-    def detect_batch(self, images: list, tilings: list | None = None, class_maps: list | None = None) -> list:
-        return [Detections.empty() for _ in images]
 
 
 def clip_frames(n: int, size: tuple[int, int]) -> list[np.ndarray]:
