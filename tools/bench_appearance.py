@@ -19,17 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.config import parse_config  # noqa: E402
-from edge.detectors import build_detector  # noqa: E402
-from edge.detectors.plausibility import FrontEnd  # noqa: E402
 from edge.rules import NO_SCENE, RuleEngine, Scene  # noqa: E402
-from edge.tracking import ByteTracker  # noqa: E402
 from tools.accuracy.labels import LABELS_DIR, REPO_ROOT, load_labels  # noqa: E402
 from tools.accuracy.runner import EPOCH, case_config  # noqa: E402
+from tools.bench_replay import detect_and_track  # noqa: E402
 
 CLIPS = ["street_parking_residential_1", "traffic_intersection_cctv_1", "traffic_motorway_overpass_1"]
 
@@ -48,32 +44,20 @@ def main() -> None:
         doc["cameras"][0]["zones"] = [z for z in doc["cameras"][0]["zones"] if z["type"] == "no_parking"]
         cfg = parse_config(doc)
         cam = cfg.cameras[0]
-        detector, front_end = build_detector(cfg.detector), FrontEnd(cam.plausibility)
-        tracker = ByteTracker(cfg.tracker)
-        cap = cv2.VideoCapture(cam.url)
-        samples, due, detect_s = [], 0.0, 0.0
-        while cap.grab():
-            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-            if t < due:
-                continue
-            due = t + 1.0 / args.fps
-            _, img = cap.retrieve()
-            h, w = img.shape[:2]
-            t0 = time.thread_time()
-            dets = front_end.process(detector.detect(img), (w, h))
-            detect_s += time.thread_time() - t0
-            samples.append((t, tracker.update(dets, t), img))
+        clip = detect_and_track(cfg, args.fps)
+        samples, front_end = clip.samples, clip.front_end
         with_img, without = [], []
         for _ in range(args.repeat):
             for scenes, out in ((True, with_img), (False, without)):
                 engine = RuleEngine(cam, site=cfg.site, edge_id=cfg.edge_id, model_name="m", model_version="1")
                 t0 = time.thread_time()
                 for t, d, img in samples:
-                    engine.update(d, EPOCH + t, (img.shape[1], img.shape[0]),
-                                  Scene(img, front_end.sizes) if scenes else NO_SCENE)
+                    engine.update(
+                        d, EPOCH + t, (img.shape[1], img.shape[0]), Scene(img, front_end.sizes) if scenes else NO_SCENE
+                    )
                 out.append((time.thread_time() - t0) / len(samples))
         n = len(samples)
-        det_ms = detect_s / n * 1000
+        det_ms = clip.detect_s / n * 1000
         a, b = statistics.median(with_img) * 1000, statistics.median(without) * 1000
         print(f"{stem[:30]:<30} {n:>6} {det_ms:>9.1f} {a:>12.2f} {b:>8.2f} {(a - b) / det_ms:>16.1%}")
 

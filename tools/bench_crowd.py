@@ -22,17 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.config import parse_config  # noqa: E402
-from edge.detectors import build_detector  # noqa: E402
-from edge.detectors.plausibility import FrontEnd  # noqa: E402
 from edge.rules import RuleEngine, Scene  # noqa: E402
-from edge.tracking import ByteTracker  # noqa: E402
 from tools.accuracy.labels import LABELS_DIR, REPO_ROOT, load_labels  # noqa: E402
 from tools.accuracy.runner import EPOCH, case_config  # noqa: E402
+from tools.bench_replay import detect_and_track  # noqa: E402
 
 CLIPS = ["crowd_mall_cctv_1", "crowd_plaza_1"]
 GROUND = {"image_points": [[0, 0], [1, 0], [1, 1], [0, 1]], "ground_m": [[-5, 30], [45, 30], [35, 0], [5, 0]]}
@@ -63,21 +59,8 @@ def main() -> None:
             d = copy.deepcopy(doc)
             d["cameras"][0]["zones"] = zones
             cameras[name] = parse_config(d)
-        cfg = cameras["area_m2"]
-        cam = cfg.cameras[0]
-        detector, front_end = build_detector(cfg.detector), FrontEnd(cam.plausibility)
-        tracker = ByteTracker(cfg.tracker)
-        cap = cv2.VideoCapture(cam.url)
-        samples, due = [], 0.0
-        while cap.grab():
-            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-            if t < due:
-                continue
-            due = t + 1.0 / args.fps
-            _, img = cap.retrieve()
-            h, w = img.shape[:2]
-            samples.append((t, tracker.update(front_end.process(detector.detect(img), (w, h)), t), img))
-        cap.release()
+        clip = detect_and_track(cameras["area_m2"], args.fps)
+        samples, front_end = clip.samples, clip.front_end
         times: dict[str, list[float]] = {name: [] for name in variants}
         cells = 0
         for _ in range(args.repeat):
