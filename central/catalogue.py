@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from central.command_config import CatalogueEntry, CatalogueLimits
+from central.command_import import Upsert, read_import
 from central.command_models import CatalogueRow
 from central.config import CentralConfig
 
@@ -36,13 +37,24 @@ class CatalogueError(ValueError):
 
 
 def _row_entry(r: CatalogueRow) -> CatalogueEntry:
-    return CatalogueEntry.model_validate({
-        "code": r.code, "class": r.class_code, "name": r.name, "name_zh": r.name_zh, "standard": r.standard,
-        "department": r.department, "unit": r.unit,
-        "limits": {"file": r.limit_file, "dispatch": r.limit_dispatch, "handle": r.limit_handle,
-                   "verify": r.limit_verify},
-        "incident_types": r.incident_types or [],
-    })
+    return CatalogueEntry.model_validate(
+        {
+            "code": r.code,
+            "class": r.class_code,
+            "name": r.name,
+            "name_zh": r.name_zh,
+            "standard": r.standard,
+            "department": r.department,
+            "unit": r.unit,
+            "limits": {
+                "file": r.limit_file,
+                "dispatch": r.limit_dispatch,
+                "handle": r.limit_handle,
+                "verify": r.limit_verify,
+            },
+            "incident_types": r.incident_types or [],
+        }
+    )
 
 
 class Catalogue:
@@ -63,14 +75,25 @@ class Catalogue:
         return e.class_code if e else None
 
     def as_list(self) -> list[dict[str, Any]]:
-        return [entry_json(e, self.sources.get(e.code, "config"))
-                for e in sorted(self.entries.values(), key=lambda x: (x.class_code, x.code))]
+        return [
+            entry_json(e, self.sources.get(e.code, "config"))
+            for e in sorted(self.entries.values(), key=lambda x: (x.class_code, x.code))
+        ]
 
 
 def entry_json(e: CatalogueEntry, source: str = "config") -> dict[str, Any]:
-    return {"code": e.code, "class": e.class_code, "name": e.name, "name_zh": e.name_zh, "standard": e.standard,
-            "department": e.department, "unit": e.unit, "limits": e.limits.model_dump(),
-            "incident_types": list(e.incident_types), "source": source}
+    return {
+        "code": e.code,
+        "class": e.class_code,
+        "name": e.name,
+        "name_zh": e.name_zh,
+        "standard": e.standard,
+        "department": e.department,
+        "unit": e.unit,
+        "limits": e.limits.model_dump(),
+        "incident_types": list(e.incident_types),
+        "source": source,
+    }
 
 
 def load_catalogue(session: Session, config: CentralConfig) -> Catalogue:
@@ -95,22 +118,27 @@ def parse_csv(text: str, source: str = "<csv>") -> list[CatalogueEntry]:
     header = {h.strip() for h in (reader.fieldnames or [])}
     need = {"class", "code"} - header
     if need or not ({"name", "name_en"} & header):
-        raise CatalogueError(f"{source}: the header needs class, code and name (or name_en); it has "
-                             f"{sorted(header)}")
+        raise CatalogueError(f"{source}: the header needs class, code and name (or name_en); it has {sorted(header)}")
     out: list[CatalogueEntry] = []
     seen: set[str] = set()
     for line, raw in enumerate(reader, 2):
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
         where = f"{source} line {line}"
         try:
-            limits = CatalogueLimits(**{stage: _num(row.get(col) or row.get(f"limit_{stage}"))
-                                        for stage, col in STAGE_COLUMNS.items()})
+            limits = CatalogueLimits(
+                **{stage: _num(row.get(col) or row.get(f"limit_{stage}")) for stage, col in STAGE_COLUMNS.items()}
+            )
         except (ValueError, ValidationError) as e:
             raise CatalogueError(f"{where}: a time limit is not a positive number ({_first(e)})") from None
         data = {
-            "code": row.get("code"), "class": row.get("class"), "name": row.get("name") or row.get("name_en"),
-            "name_zh": row.get("name_zh") or None, "standard": row.get("standard") or None,
-            "department": row.get("department") or None, "unit": row.get("unit") or "working", "limits": limits,
+            "code": row.get("code"),
+            "class": row.get("class"),
+            "name": row.get("name") or row.get("name_en"),
+            "name_zh": row.get("name_zh") or None,
+            "standard": row.get("standard") or None,
+            "department": row.get("department") or None,
+            "unit": row.get("unit") or "working",
+            "limits": limits,
             "incident_types": [t.strip() for t in (row.get("incident_types") or "").split(";") if t.strip()],
         }
         try:
@@ -132,8 +160,9 @@ def _first(e: Exception) -> str:
     return str(e)
 
 
-def import_entries(session: Session, config: CentralConfig, entries: list[CatalogueEntry], now: datetime,
-                   source: str = "<import>") -> dict[str, int]:
+def import_entries(
+    session: Session, config: CentralConfig, entries: list[CatalogueEntry], now: datetime, source: str = "<import>"
+) -> dict[str, int]:
     """Upsert ``entries``; refuses codes defined in central.yaml and incident types mapped twice."""
     cfg_codes = {e.code for e in config.catalogue.entries}
     clash = sorted(e.code for e in entries if e.code in cfg_codes)
@@ -160,27 +189,17 @@ def import_entries(session: Session, config: CentralConfig, entries: list[Catalo
     unknown = sorted({t for e in entries for t in e.incident_types} - known)
     if unknown:
         raise CatalogueError(f"{source}: incident types {unknown} are not configured categories")
-    created = updated = 0
+    rows = Upsert(session, existing, CatalogueRow)
     for e in entries:
-        row = existing.get(e.code)
-        if row is None:
-            row = CatalogueRow(code=e.code)
-            session.add(row)
-            created += 1
-        else:
-            updated += 1
+        row = rows.row(e.code)
         row.class_code, row.name, row.name_zh, row.standard = e.class_code, e.name, e.name_zh, e.standard
         row.department, row.unit, row.incident_types, row.updated_at = e.department, e.unit, e.incident_types, now
         row.limit_file, row.limit_dispatch = e.limits.file, e.limits.dispatch
         row.limit_handle, row.limit_verify = e.limits.handle, e.limits.verify
     session.flush()
-    return {"created": created, "updated": updated}
+    return {"created": rows.created, "updated": rows.updated}
 
 
 def import_file(session: Session, config: CentralConfig, path: str | Path, now: datetime) -> dict[str, int]:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise CatalogueError(f"{p}: cannot read ({e.strerror})") from None
-    return import_entries(session, config, parse_csv(text, str(p)), now, str(p))
+    return import_entries(session, config, parse_csv(read_import(p, CatalogueError), str(p)), now, str(p))

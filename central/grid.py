@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from central.command_config import CODE_PATTERN, LEVELS, check_geometry
+from central.command_import import Upsert, read_import
 from central.command_models import GridUnit
 from central.config import CentralConfig
 
@@ -55,9 +56,17 @@ class Unit:
     children: list[str] = field(default_factory=list)
 
     def as_dict(self, *, boundary: bool = False) -> dict[str, Any]:
-        out = {"code": self.code, "level": self.level, "parent": self.parent, "name": self.name,
-               "name_zh": self.name_zh, "team": self.team, "source": self.source,
-               "has_boundary": self.boundary is not None, "children": len(self.children)}
+        out = {
+            "code": self.code,
+            "level": self.level,
+            "parent": self.parent,
+            "name": self.name,
+            "name_zh": self.name_zh,
+            "team": self.team,
+            "source": self.source,
+            "has_boundary": self.boundary is not None,
+            "children": len(self.children),
+        }
         if boundary:
             out["boundary"] = self.boundary
         return out
@@ -192,9 +201,20 @@ class GridIndex:
             if u.boundary is None:
                 continue
             anc = self._chain(u.code)
-            feats.append({"type": "Feature", "geometry": u.boundary, "properties": {
-                "code": u.code, "level": u.level, "name": u.name, "name_zh": u.name_zh, "team": u.team,
-                **{k: v for k, v in anc.items() if k != u.level}}})
+            feats.append(
+                {
+                    "type": "Feature",
+                    "geometry": u.boundary,
+                    "properties": {
+                        "code": u.code,
+                        "level": u.level,
+                        "name": u.name,
+                        "name_zh": u.name_zh,
+                        "team": u.team,
+                        **{k: v for k, v in anc.items() if k != u.level},
+                    },
+                }
+            )
         return {"type": "FeatureCollection", "features": feats}
 
 
@@ -203,16 +223,32 @@ class GridIndex:
 
 def config_units(config: CentralConfig) -> dict[str, Unit]:
     return {
-        u.code: Unit(code=u.code, level=level, parent=parent, name=u.name, name_zh=u.name_zh, team=u.team,
-                     boundary=u.boundary, source="config")
+        u.code: Unit(
+            code=u.code,
+            level=level,
+            parent=parent,
+            name=u.name,
+            name_zh=u.name_zh,
+            team=u.team,
+            boundary=u.boundary,
+            source="config",
+        )
         for level, u, parent in config.grid.walk()
     }
 
 
 def db_units(session: Session) -> dict[str, Unit]:
     return {
-        r.code: Unit(code=r.code, level=r.level, parent=r.parent_code, name=r.name, name_zh=r.name_zh, team=r.team,
-                     boundary=r.boundary_json, source="import")
+        r.code: Unit(
+            code=r.code,
+            level=r.level,
+            parent=r.parent_code,
+            name=r.name,
+            name_zh=r.name_zh,
+            team=r.team,
+            boundary=r.boundary_json,
+            source="import",
+        )
         for r in session.scalars(select(GridUnit))
     }
 
@@ -296,19 +332,21 @@ def parse_geojson(text: str, source: str = "<geojson>") -> list[dict[str, Any]]:
     out = []
     for i, f in enumerate(doc["features"]):
         props = (f.get("properties") or {}) if isinstance(f, dict) else {}
-        out.append(_unit_from_record(props, f"{source} features[{i}]", f.get("geometry") if isinstance(f, dict)
-                                     else None))
+        out.append(
+            _unit_from_record(props, f"{source} features[{i}]", f.get("geometry") if isinstance(f, dict) else None)
+        )
     return out
 
 
-def import_units(session: Session, config: CentralConfig, records: list[dict[str, Any]], now: datetime,
-                 source: str = "<import>") -> dict[str, int]:
+def import_units(
+    session: Session, config: CentralConfig, records: list[dict[str, Any]], now: datetime, source: str = "<import>"
+) -> dict[str, int]:
     """Validate and upsert ``records`` (from parse_csv / parse_geojson). Nothing is written when anything is wrong.
     Returns {"created", "updated", "boundaries"}."""
     existing = {r.code: r for r in session.scalars(select(GridUnit))}
     cfg_codes = set(config_units(config))
     merged = db_units(session)
-    created = updated = boundaries = 0
+    boundaries = 0
     seen: set[str] = set()
     for rec in records:
         code = rec["code"]
@@ -321,9 +359,16 @@ def import_units(session: Session, config: CentralConfig, records: list[dict[str
         if cur is None:
             if not rec.get("level") or not rec.get("name"):
                 raise GridError(f"{source}: new unit {code!r} needs a level and a name")
-            merged[code] = Unit(code=code, level=rec["level"], parent=rec.get("parent"), name=rec["name"],
-                                name_zh=rec.get("name_zh"), team=rec.get("team"), boundary=rec.get("boundary"),
-                                source="import")
+            merged[code] = Unit(
+                code=code,
+                level=rec["level"],
+                parent=rec.get("parent"),
+                name=rec["name"],
+                name_zh=rec.get("name_zh"),
+                team=rec.get("team"),
+                boundary=rec.get("boundary"),
+                source="import",
+            )
         else:
             for key in ("level", "name", "name_zh", "team", "boundary"):
                 if rec.get(key) is not None:
@@ -333,32 +378,27 @@ def import_units(session: Session, config: CentralConfig, records: list[dict[str
     full = {**merged, **config_units(config)}
     problems = GridIndex(full).problems()
     if problems:
-        raise GridError(f"{source}: the hierarchy does not hold together: " + "; ".join(problems[:10])
-                        + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""))
+        raise GridError(
+            f"{source}: the hierarchy does not hold together: "
+            + "; ".join(problems[:10])
+            + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else "")
+        )
+    rows = Upsert(session, existing, GridUnit)
     for rec in records:
         u = merged[rec["code"]]
-        row = existing.get(u.code)
-        if row is None:
-            row = GridUnit(code=u.code)
-            session.add(row)
-            created += 1
-        else:
-            updated += 1
+        row = rows.row(u.code)
         if rec.get("boundary") is not None:
             boundaries += 1
         row.level, row.parent_code, row.name, row.name_zh, row.team = u.level, u.parent, u.name, u.name_zh, u.team
         row.boundary_json, row.updated_at = u.boundary, now
     session.flush()
     _generation[0] += 1
-    return {"created": created, "updated": updated, "boundaries": boundaries}
+    return {"created": rows.created, "updated": rows.updated, "boundaries": boundaries}
 
 
 def import_file(session: Session, config: CentralConfig, path: str | Path, now: datetime) -> dict[str, int]:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise GridError(f"{p}: cannot read ({e.strerror})") from None
+    text = read_import(p, GridError)
     is_json = p.suffix.lower() in (".geojson", ".json") or text.lstrip().startswith("{")
     records = parse_geojson(text, str(p)) if is_json else parse_csv(text, str(p))
     return import_units(session, config, records, now, str(p))
