@@ -20,9 +20,7 @@ import binascii
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +35,7 @@ from central.config import CentralConfig
 from central.db import DeadLetter
 from central.images import ImageRefused, decode_checked
 from central.ingest_parse import DeadLetterReason, decode_json
+from central.store import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +154,8 @@ class LiveFrameStore:
             base.with_suffix(".jpg"),
         )
         self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(base.with_suffix(".jpg"), jpeg)
-        _atomic_write(base.with_suffix(".json"), json.dumps(frame.meta()).encode())
+        atomic_write(base.with_suffix(".jpg"), jpeg)
+        atomic_write(base.with_suffix(".json"), json.dumps(frame.meta()).encode())
         return frame
 
     def get(self, camera_id: str) -> LiveFrame | None:
@@ -181,17 +180,6 @@ class LiveFrameStore:
             except FileNotFoundError:
                 pass
         return found
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class LiveFrameIngest:

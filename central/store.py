@@ -22,6 +22,19 @@ class EvidenceNotFound(KeyError):
     pass
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it, so readers see the old file or the whole new one
+    (never a part); the temporary file is removed when the write fails."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def check_sha256(sha256: str) -> str:
     """Return ``sha256`` if it is 64 lowercase hex characters, else raise EvidenceError (no traversal ever)."""
     if not isinstance(sha256, str) or not _SHA.match(sha256):
@@ -61,14 +74,7 @@ class FileEvidenceStore:
         p = self.path(h)
         if not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, p)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(p, data)
             p.with_suffix(".type").write_text(content_type, encoding="ascii")
         return h
 

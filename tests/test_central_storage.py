@@ -17,7 +17,7 @@ from central.config import CentralConfigError, load_central_config, parse_centra
 from central.db import ApiToken, Base, Case, make_engine, make_session_factory, upgrade
 from central.routing import route
 from central.silences import SilenceError, create_silence, matching_silence
-from central.store import EvidenceError, EvidenceNotFound, FileEvidenceStore
+from central.store import EvidenceError, EvidenceNotFound, FileEvidenceStore, atomic_write
 from central.tokens import create_token, revoke_token, verify_token
 from tests.central_support import T0, TINY_JPEG, incident_payload, make_central
 
@@ -75,14 +75,26 @@ def test_evidence_store(tmp_path: Path) -> None:
         store.open("f" * 64)
 
 
+def test_atomic_write_replaces_whole_or_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "frame.jpg"
+    atomic_write(target, b"old")
+    atomic_write(target, b"new")
+    assert target.read_bytes() == b"new"
+    with pytest.raises(TypeError):
+        atomic_write(target, "not bytes")  # type: ignore[arg-type]  # fails after the temporary file exists
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["frame.jpg"]
+
+
 def test_tokens_are_hashed_and_revocable(db_url: str) -> None:
     engine = make_engine(db_url)
     with make_session_factory(engine)() as s:
         plain, row = create_token(s, "ops desk", "dispatcher", now=T0)
         s.commit()
         stored = s.scalars(select(ApiToken)).one()
-        assert plain not in (stored.token_hash, stored.prefix) and stored.token_hash == hashlib.sha256(
-            plain.encode()).hexdigest()
+        assert (
+            plain not in (stored.token_hash, stored.prefix)
+            and stored.token_hash == hashlib.sha256(plain.encode()).hexdigest()
+        )
         assert verify_token(s, plain, now=T0 + timedelta(minutes=1)).role == "dispatcher"
         assert stored.last_used_at == T0 + timedelta(minutes=1)
         assert verify_token(s, plain + "x") is None and verify_token(s, "") is None
@@ -94,13 +106,18 @@ def test_tokens_are_hashed_and_revocable(db_url: str) -> None:
 
 
 def test_routing_rules() -> None:
-    cfg = parse_central_config({"routing": [
-        {"grid_cell_prefix": "440305-001", "category": "illegal_parking", "squad": "traffic-1"},
-        {"zone": "night-market", "squad": "night", "department": "market_office"},
-        {"grid_cell_prefix": "440305", "squad": "grid"},
-    ]})
-    assert route(cfg, category="illegal_parking", grid_cell="440305-001-07", zone="z", camera_id="c").squad == \
-        "traffic-1"
+    cfg = parse_central_config(
+        {
+            "routing": [
+                {"grid_cell_prefix": "440305-001", "category": "illegal_parking", "squad": "traffic-1"},
+                {"zone": "night-market", "squad": "night", "department": "market_office"},
+                {"grid_cell_prefix": "440305", "squad": "grid"},
+            ]
+        }
+    )
+    assert (
+        route(cfg, category="illegal_parking", grid_cell="440305-001-07", zone="z", camera_id="c").squad == "traffic-1"
+    )
     r = route(cfg, category="street_vending", grid_cell="440305-001-07", zone="night-market", camera_id="c")
     assert (r.department, r.squad, r.rule_index) == ("market_office", "night", 1)
     r = route(cfg, category="street_vending", grid_cell="440305-002", zone="z", camera_id="c")
@@ -127,8 +144,9 @@ def test_silence_rules(db_url: str) -> None:
             create_silence(s, category="street_vending", starts_at=T0, ends_at=T0, now=T0, zone="z")
         with pytest.raises(SilenceError, match="city-wide"):
             create_silence(s, category="street_vending", starts_at=T0, ends_at=T0 + timedelta(hours=1), now=T0)
-        create_silence(s, category="street_vending", grid_cell="440305-001", starts_at=T0,
-                       ends_at=T0 + timedelta(hours=1), now=T0)
+        create_silence(
+            s, category="street_vending", grid_cell="440305-001", starts_at=T0, ends_at=T0 + timedelta(hours=1), now=T0
+        )
         kw = {"category": "street_vending", "camera_id": "c", "zone": "z"}
         assert matching_silence(s, **kw, grid_cell="440305-001-07", at=T0) is not None
         assert matching_silence(s, **kw, grid_cell="440305-002-07", at=T0) is None
@@ -138,8 +156,9 @@ def test_silence_rules(db_url: str) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "central.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "central.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
 
 
 def test_cli_migrate_token_kpis_hotspots(tmp_path: Path) -> None:
