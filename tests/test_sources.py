@@ -157,6 +157,29 @@ def test_decode_width_scales_in_the_decoder_keeping_the_aspect_ratio():
     assert frame is not None and frame.image.shape == (360, 640, 3)
 
 
+def test_skip_loop_filter_reaches_the_decoder():
+    """decoder_skip_loop_filter turns FFmpeg's deblocking off: the same frame at the same time decodes to
+    different pixels (the block edges are no longer smoothed), and it stays a normal frame."""
+    import numpy as np
+
+    def third_second_frame(skip: bool) -> np.ndarray:
+        cam = CameraConfig(id="plaza", url=str(PLAZA), detect_fps=1, playback="fast", decode="all",
+                           decoder_skip_loop_filter=skip)
+        source = open_source(cam, start_epoch=0.0)
+        try:
+            frames = [source.read(10.0) for _ in range(3)]
+        finally:
+            source.stop()
+        assert all(f is not None for f in frames)
+        return frames[-1].image
+
+    smooth, blocky = third_second_frame(False), third_second_frame(True)
+    assert smooth.shape == blocky.shape
+    diff = np.abs(smooth.astype(np.int16) - blocky.astype(np.int16))
+    assert diff.mean() > 0.2  # deblocking changes many pixels a little (a P-frame several frames in)
+    assert diff.mean() < 10  # ... and it is still the same picture
+
+
 def test_realtime_file_keeps_pace_with_the_file_clock():
     cam = CameraConfig(id="rt", url=str(TRAFFIC), detect_fps=4, playback="realtime")
     source = open_source(cam)

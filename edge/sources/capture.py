@@ -189,6 +189,8 @@ class PyAvCapture:
         stream.codec_context.thread_count = threads
         stream.thread_type = "SLICE" if threads == 1 else "AUTO"
         stream.codec_context.skip_frame = _SKIP[self.decode]
+        if self.settings.decoder_skip_loop_filter:
+            stream.codec_context.options = {"skip_loop_filter": "all"}  # read when the decoder opens (first packet)
         self._container, self._stream = container, stream
         self._packets = container.demux(stream)
 
