@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.rtsp",
     "tests.fixtures.mqtt",
     "tests.fixtures.postgres",
+    "tests.fixtures.central",
 ]

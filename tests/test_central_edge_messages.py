@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from central.db import Camera, CrowdFigure, DeadLetter, Edge
@@ -19,26 +18,49 @@ from tests.central_support import encode, incident_payload, make_central, topic
 EDGE = "edge-test-01"
 STATUS = {"edge_id": EDGE, "state": "online", "at": "2026-11-23T02:00:00Z", "version": "0.1.0"}
 HEARTBEAT = {
-    "edge_id": EDGE, "at": "2026-11-23T02:00:30Z", "uptime_s": 30.5,
-    "cameras": [{"camera_id": "cam-1", "state": "running", "input_fps": 9.5, "last_frame_at": 1.7e9, "reconnects": 0,
-                 "last_error": None, "frames_decoded": 10, "frames_sampled": 5, "frames_dropped": 0,
-                 "url": "rtsp://***@10.0.0.1/1", "decode": "all", "name": "Gate", "grid_cell": "440305-001-07",
-                 "frames_analyzed": 5, "incidents_opened": 0, "zones": ["plaza"]}],
-    "counters": {"frames": 10, "uptime_s": 30.5}, "outbox": {"pending": 0, "dropped": 0, "oldest_age_s": None},
+    "edge_id": EDGE,
+    "at": "2026-11-23T02:00:30Z",
+    "uptime_s": 30.5,
+    "cameras": [
+        {
+            "camera_id": "cam-1",
+            "state": "running",
+            "input_fps": 9.5,
+            "last_frame_at": 1.7e9,
+            "reconnects": 0,
+            "last_error": None,
+            "frames_decoded": 10,
+            "frames_sampled": 5,
+            "frames_dropped": 0,
+            "url": "rtsp://***@10.0.0.1/1",
+            "decode": "all",
+            "name": "Gate",
+            "grid_cell": "440305-001-07",
+            "frames_analyzed": 5,
+            "incidents_opened": 0,
+            "zones": ["plaza"],
+        }
+    ],
+    "counters": {"frames": 10, "uptime_s": 30.5},
+    "outbox": {"pending": 0, "dropped": 0, "oldest_age_s": None},
 }
 # CrowdFigure.to_dict() as published (edge/rules/crowd.py), with the colleague's optional count fields.
-CROWD = {"edge_id": EDGE, "camera_id": "cam-1", "zone": "plaza", "at": "2026-11-23T02:00:10Z", "count": 12,
-         "estimate": 12.4, "count_low": 10, "count_high": 15, "count_method": "tracks+foreground", "raw_count": 11,
-         "stationary": 3, "density": 0.03, "level": "normal",
-         "forecast": {"predicted_density": 0.05, "horizon_s": 120.0, "predicted_level": "normal",
-                      "early_warning": False}}
-
-
-@pytest.fixture
-def central(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    c = make_central(db_url, tmp_path)
-    yield c
-    c.session_factory.kw["bind"].dispose()
+CROWD = {
+    "edge_id": EDGE,
+    "camera_id": "cam-1",
+    "zone": "plaza",
+    "at": "2026-11-23T02:00:10Z",
+    "count": 12,
+    "estimate": 12.4,
+    "count_low": 10,
+    "count_high": 15,
+    "count_method": "tracks+foreground",
+    "raw_count": 11,
+    "stationary": 3,
+    "density": 0.03,
+    "level": "normal",
+    "forecast": {"predicted_density": 0.05, "horizon_s": 120.0, "predicted_level": "normal", "early_warning": False},
+}
 
 
 def _send(central: Any, leaf: str, payload: Any, edge: str = EDGE) -> Any:
@@ -83,13 +105,25 @@ BAD: list[tuple[str, str, Any, str]] = [
     ("heartbeat cameras not a list", "heartbeat", {**HEARTBEAT, "cameras": {"cam-1": {}}}, "schema"),
     ("heartbeat camera without id", "heartbeat", {**HEARTBEAT, "cameras": [{"state": "ok"}]}, "schema"),
     ("heartbeat camera id bidi", "heartbeat", {**HEARTBEAT, "cameras": [{"camera_id": "cam\u202e1"}]}, "schema"),
-    ("heartbeat NaN", "heartbeat", b'{"edge_id": "edge-test-01", "at": "2026-11-23T02:00:30Z", "cameras": [], '
-                                   b'"uptime_s": NaN}', "invalid_number"),
-    ("heartbeat Infinity", "heartbeat", b'{"edge_id": "edge-test-01", "at": "2026-11-23T02:00:30Z", "cameras": [], '
-                                        b'"counters": {"x": 1e400}}', "invalid_number"),
-    ("heartbeat lone surrogate", "heartbeat", b'{"edge_id": "edge-test-01", "at": "2026-11-23T02:00:30Z", '
-                                              b'"cameras": [{"camera_id": "c", "last_error": "\\ud800"}]}',
-     "invalid_text"),
+    (
+        "heartbeat NaN",
+        "heartbeat",
+        b'{"edge_id": "edge-test-01", "at": "2026-11-23T02:00:30Z", "cameras": [], "uptime_s": NaN}',
+        "invalid_number",
+    ),
+    (
+        "heartbeat Infinity",
+        "heartbeat",
+        b'{"edge_id": "edge-test-01", "at": "2026-11-23T02:00:30Z", "cameras": [], "counters": {"x": 1e400}}',
+        "invalid_number",
+    ),
+    (
+        "heartbeat lone surrogate",
+        "heartbeat",
+        b'{"edge_id": "edge-test-01", "at": "2026-11-23T02:00:30Z", '
+        b'"cameras": [{"camera_id": "c", "last_error": "\\ud800"}]}',
+        "invalid_text",
+    ),
     ("heartbeat deep", "heartbeat", {**HEARTBEAT, "extra": json.loads("[" * 40 + "]" * 40)}, "too_deep"),
     ("heartbeat other edge", "heartbeat", {**HEARTBEAT, "edge_id": "edge-other"}, "topic_mismatch"),
     ("crowd missing count", "crowd", {k: v for k, v in CROWD.items() if k != "count"}, "schema"),
@@ -102,8 +136,13 @@ BAD: list[tuple[str, str, Any, str]] = [
     ("crowd zone empty", "crowd", {**CROWD, "zone": ""}, "schema"),
     ("crowd level", "crowd", {**CROWD, "level": "apocalyptic"}, "schema"),
     ("crowd bad at", "crowd", {**CROWD, "at": "yesterday"}, "schema"),
-    ("crowd extra NaN", "crowd", b'{"edge_id": "edge-test-01", "camera_id": "cam-1", "zone": "plaza", "count": 1, '
-                                 b'"density": 0.1, "level": "normal", "count_p90": NaN}', "invalid_number"),
+    (
+        "crowd extra NaN",
+        "crowd",
+        b'{"edge_id": "edge-test-01", "camera_id": "cam-1", "zone": "plaza", "count": 1, '
+        b'"density": 0.1, "level": "normal", "count_p90": NaN}',
+        "invalid_number",
+    ),
     ("crowd other edge", "crowd", {**CROWD, "edge_id": "edge-other"}, "topic_mismatch"),
 ]
 
@@ -159,9 +198,16 @@ def test_the_edges_own_crowd_figure_passes() -> None:
     """The contract with edge/rules/crowd.py: what publish_crowd sends (CrowdFigure.to_dict + edge_id/at) is valid."""
     from edge.rules.crowd import CrowdFigure
 
-    fig = CrowdFigure(edge_id=EDGE, camera_id="cam-plaza-01", zone="plaza-floor", timestamp=1_795_399_200.5,
-                      count=34, raw_count=31, density=0.085, level="high",
-                      forecast={"predicted_density": 0.1, "horizon_s": 120.0, "predicted_level": "high",
-                                "early_warning": False})
+    fig = CrowdFigure(
+        edge_id=EDGE,
+        camera_id="cam-plaza-01",
+        zone="plaza-floor",
+        timestamp=1_795_399_200.5,
+        count=34,
+        raw_count=31,
+        density=0.085,
+        level="high",
+        forecast={"predicted_density": 0.1, "horizon_s": 120.0, "predicted_level": "high", "early_warning": False},
+    )
     message = {"edge_id": EDGE, "at": "2026-11-23T02:00:00.000Z", **fig.to_dict(), "zone": "plaza-floor"}
     assert check("crowd", EDGE, json.loads(json.dumps(message))) is None

@@ -14,13 +14,6 @@ from central.silences import create_silence
 from tests.central_support import T0, TINY_JPEG, encode, incident_payload, make_central, snapshot_block, topic
 
 
-@pytest.fixture
-def central(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    c = make_central(db_url, tmp_path)
-    yield c
-    c.session_factory.kw["bind"].dispose()
-
-
 def count(c, model) -> int:  # type: ignore[no-untyped-def]
     with c.session_factory() as s:
         return s.scalar(select(func.count()).select_from(model)) or 0
@@ -53,10 +46,13 @@ def test_opened_event_creates_an_auto_filed_case_with_snapshot(central) -> None:
 def test_arrival_photo_and_closeup_are_stored_as_case_evidence(central) -> None:  # type: ignore[no-untyped-def]
     other = TINY_JPEG[:-2] + b"\x00\x00" + TINY_JPEG[-2:]  # a different byte string (sha256 differs)
     block = snapshot_block(other)
-    p = {**incident_payload(snapshot=True), "evidence": [
-        {"kind": "arrival", "at": "2026-11-23T01:58:00.000Z", "snapshot": block},
-        {"kind": "closeup", "at": "2026-11-23T02:00:00.000Z", "snapshot": snapshot_block()},
-    ]}
+    p = {
+        **incident_payload(snapshot=True),
+        "evidence": [
+            {"kind": "arrival", "at": "2026-11-23T01:58:00.000Z", "snapshot": block},
+            {"kind": "closeup", "at": "2026-11-23T02:00:00.000Z", "snapshot": snapshot_block()},
+        ],
+    }
     r = central.send(p)
     assert r.outcome == "applied"
     with central.session_factory() as s:
@@ -67,9 +63,11 @@ def test_arrival_photo_and_closeup_are_stored_as_case_evidence(central) -> None:
         stored = s.get(Incident, p["incident_id"]).payload_json
         assert stored["evidence"][0]["kind"] == "arrival" and "data" not in stored["evidence"][0]["snapshot"]
     assert central.store.open(block["sha256"]) == other
-    bad = {**incident_payload(), "incident_id": "0b2f4f9e-31a9-4b0e-9d35-7f3a1c2b9e11",
-           "evidence": [{"kind": "arrival", "at": "2026-11-23T01:58:00.000Z",
-                         "snapshot": {**block, "sha256": "0" * 64}}]}
+    bad = {
+        **incident_payload(),
+        "incident_id": "0b2f4f9e-31a9-4b0e-9d35-7f3a1c2b9e11",
+        "evidence": [{"kind": "arrival", "at": "2026-11-23T01:58:00.000Z", "snapshot": {**block, "sha256": "0" * 64}}],
+    }
     assert central.send(bad).outcome == "dead_letter"
 
 
@@ -206,8 +204,16 @@ def test_crowd_incident_is_auto_dispatched(central) -> None:  # type: ignore[no-
 
 def test_silenced_incident_is_stored_but_opens_no_case(central) -> None:  # type: ignore[no-untyped-def]
     with central.session_factory() as s:
-        create_silence(s, category="street_vending", zone="market-lane", starts_at=T0 - timedelta(hours=1),
-                       ends_at=T0 + timedelta(hours=2), now=T0, reason="permitted night market", created_by="op")
+        create_silence(
+            s,
+            category="street_vending",
+            zone="market-lane",
+            starts_at=T0 - timedelta(hours=1),
+            ends_at=T0 + timedelta(hours=2),
+            now=T0,
+            reason="permitted night market",
+            created_by="op",
+        )
         s.commit()
     r = central.send(incident_payload(type="street_vending", zone="market-lane"))
     assert r.outcome == "silenced" and r.case_id is None
@@ -225,11 +231,23 @@ def test_silenced_incident_is_stored_but_opens_no_case(central) -> None:  # type
 
 def test_edge_status_heartbeat_and_crowd_figures(central) -> None:  # type: ignore[no-untyped-def]
     status = {"edge_id": "edge-test-01", "state": "online", "at": "2026-11-23T02:00:00Z", "version": "0.1.0"}
-    hb = {"edge_id": "edge-test-01", "at": "2026-11-23T02:00:30Z", "uptime_s": 30,
-          "cameras": [{"id": "cam-1", "name": "Gate", "state": "ok", "fps": 9.5}], "counters": {},
-          "outbox": {"pending": 0}}
-    crowd1 = {"edge_id": "edge-test-01", "camera_id": "cam-1", "zone": "plaza", "at": "2026-11-23T02:00:10Z",
-              "count": 12, "density": 0.03, "level": "normal"}
+    hb = {
+        "edge_id": "edge-test-01",
+        "at": "2026-11-23T02:00:30Z",
+        "uptime_s": 30,
+        "cameras": [{"id": "cam-1", "name": "Gate", "state": "ok", "fps": 9.5}],
+        "counters": {},
+        "outbox": {"pending": 0},
+    }
+    crowd1 = {
+        "edge_id": "edge-test-01",
+        "camera_id": "cam-1",
+        "zone": "plaza",
+        "at": "2026-11-23T02:00:10Z",
+        "count": 12,
+        "density": 0.03,
+        "level": "normal",
+    }
     crowd_old = {**crowd1, "at": "2026-11-23T01:59:00Z", "count": 99}
     crowd2 = {**crowd1, "at": "2026-11-23T02:00:20Z", "count": 40, "level": "high"}
     assert central.ingest.handle(topic(leaf="status"), json.dumps(status).encode()).outcome == "status"

@@ -15,26 +15,17 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from central.db import Case, DeadLetter, IncidentEvent
 from central.ingest_parse import DeadLetterReason
 from central.mqtt_ingest import tune_gc
-from tests.central_support import encode, incident_payload, make_central, topic
+from tests.central_support import encode, incident_payload, topic
 from tests.hostile_incidents import hostile
 
 BATCH = 200
-
-
-@pytest.fixture
-def central(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    c = make_central(db_url, tmp_path)
-    yield c
-    c.session_factory.kw["bind"].dispose()
 
 
 def _rss_mb() -> float:
@@ -115,8 +106,10 @@ def test_flood_of_half_malformed_keeps_throughput_and_memory(central: Any) -> No
     gc.unfreeze()
     gc.set_threshold(*thresholds)
     ratio = statistics.median(f / c for f, c in zip(rates, clean_rates, strict=True))  # paired: adjacent runs
-    print(f"valid events per CPU second: clean {[round(r) for r in clean_rates]}, with 50 % malformed "
-          f"{[round(r) for r in rates]} (median ratio {ratio:.0%}); RSS after each flood {[round(x) for x in rss]} MiB")
+    print(
+        f"valid events per CPU second: clean {[round(r) for r in clean_rates]}, with 50 % malformed "
+        f"{[round(r) for r in rates]} (median ratio {ratio:.0%}); RSS after each flood {[round(x) for x in rss]} MiB"
+    )
     # The target (≥ 80 %) is measured end to end by tools/bench_central.py --phases flood (docs/benchmarks.md): this
     # guards the mechanism — the poison messages used to cut valid throughput to ~5 % — with a margin for
     # a box where other jobs move CPU-time figures by ±15 %.
@@ -142,12 +135,24 @@ def test_fast_schema_accepts_exactly_what_the_schema_file_accepts() -> None:
         except Exception:
             return False
 
-    bases = [incident_payload(), incident_payload(snapshot=True), incident_payload(type="street_vending"),
-             incident_payload(type="crowd_density", position=None), incident_payload(position=None),
-             {**incident_payload(event="closed"), "close_reason": "left"},
-             {**incident_payload(snapshot=True), "evidence": [
-                 {"kind": "arrival", "at": "2026-11-23T01:58:00Z", "snapshot": incident_payload(snapshot=True)[
-                     "snapshot"]}]}]
+    bases = [
+        incident_payload(),
+        incident_payload(snapshot=True),
+        incident_payload(type="street_vending"),
+        incident_payload(type="crowd_density", position=None),
+        incident_payload(position=None),
+        {**incident_payload(event="closed"), "close_reason": "left"},
+        {
+            **incident_payload(snapshot=True),
+            "evidence": [
+                {
+                    "kind": "arrival",
+                    "at": "2026-11-23T01:58:00Z",
+                    "snapshot": incident_payload(snapshot=True)["snapshot"],
+                }
+            ],
+        },
+    ]
     variants: list[Any] = []
     for base in bases:
         variants.append(base)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -19,16 +18,9 @@ from central.workflow import (
     IllegalTransition,
     TransitionInputError,
 )
-from tests.central_support import T0, TINY_JPEG, incident_payload, make_central
+from tests.central_support import T0, TINY_JPEG, incident_payload
 
 _zone = itertools.count()
-
-
-@pytest.fixture
-def central(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    c = make_central(db_url, tmp_path)
-    yield c
-    c.session_factory.kw["bind"].dispose()
 
 
 def new_reported_case(central) -> int:  # type: ignore[no-untyped-def]

@@ -46,13 +46,6 @@ def figure(**over: Any) -> dict[str, Any]:
     return {"edge_id": EDGE, **f.to_dict(), **over}
 
 
-@pytest.fixture
-def central(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    c = make_central(db_url, tmp_path)
-    yield c
-    c.session_factory.kw["bind"].dispose()
-
-
 def test_the_edges_own_figure_passes_its_schema() -> None:
     assert fast_validator("occupancy") is not None  # compiled by fastjsonschema, not a silent fallback
     validator("occupancy")
