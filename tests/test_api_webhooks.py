@@ -31,6 +31,7 @@ from central.webhooks import (
     sign,
     verify_signature,
 )
+from tests.polling import wait_until
 from tests.test_api_support import ApiEnv, make_api
 from tests.test_central_metrics import samples, value
 
@@ -118,14 +119,6 @@ def write_events(sf, n: int, kind: str = "case.updated", start: int = 0) -> list
 def deliveries(sf) -> list[WebhookDelivery]:  # type: ignore[no-untyped-def]
     with sf() as s:
         return list(s.scalars(select(WebhookDelivery).order_by(WebhookDelivery.event_id)))
-
-
-def wait_until(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_sign_and_verify() -> None:

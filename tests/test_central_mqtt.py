@@ -24,6 +24,7 @@ from central.db import Camera, Case, CrowdFigure, Edge, IncidentEvent, make_engi
 from central.mqtt_ingest import MqttIngest
 from tests.central_support import encode, incident_payload, make_central, topic
 from tests.fixtures.mqtt import TcpProxy
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -48,23 +49,21 @@ class Publisher:
         self.client.loop_stop()
 
 
-def wait_until(pred: Any, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def scalar(sf: Any, stmt: Any) -> Any:
     with sf() as s:
         return s.scalar(stmt)
 
 
 def mqtt_section(broker: Any, **extra: Any) -> dict[str, Any]:
-    return {"mqtt": {"host": broker.host, "port": broker.port, "client_id": f"central-{uuid.uuid4().hex[:6]}",
-                     "keepalive_s": 5, **extra}}
+    return {
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "client_id": f"central-{uuid.uuid4().hex[:6]}",
+            "keepalive_s": 5,
+            **extra,
+        }
+    }
 
 
 def test_ingest_over_mosquitto_and_persistent_session(db_url: str, tmp_path: Path, mosquitto: Any) -> None:
@@ -77,12 +76,31 @@ def test_ingest_over_mosquitto_and_persistent_session(db_url: str, tmp_path: Pat
         first = incident_payload(snapshot=True)
         pub.publish(topic(), encode(first))
         pub.publish(topic(), encode(first))  # duplicate delivery
-        pub.publish(topic(leaf="status"), json.dumps({"edge_id": "edge-test-01", "state": "online",
-                                                      "at": "2026-11-23T02:00:00Z", "version": "1.2"}).encode())
-        pub.publish(topic(leaf="heartbeat"), json.dumps({"edge_id": "edge-test-01", "at": "2026-11-23T02:00:00Z",
-                                                         "cameras": [{"id": "cam-7", "state": "ok"}]}).encode())
-        pub.publish(topic(leaf="crowd"), json.dumps({"edge_id": "edge-test-01", "camera_id": "cam-7", "zone": "sq",
-                                                     "count": 5, "density": 0.01, "level": "normal"}).encode())
+        pub.publish(
+            topic(leaf="status"),
+            json.dumps(
+                {"edge_id": "edge-test-01", "state": "online", "at": "2026-11-23T02:00:00Z", "version": "1.2"}
+            ).encode(),
+        )
+        pub.publish(
+            topic(leaf="heartbeat"),
+            json.dumps(
+                {"edge_id": "edge-test-01", "at": "2026-11-23T02:00:00Z", "cameras": [{"id": "cam-7", "state": "ok"}]}
+            ).encode(),
+        )
+        pub.publish(
+            topic(leaf="crowd"),
+            json.dumps(
+                {
+                    "edge_id": "edge-test-01",
+                    "camera_id": "cam-7",
+                    "zone": "sq",
+                    "count": 5,
+                    "density": 0.01,
+                    "level": "normal",
+                }
+            ).encode(),
+        )
         pub.publish(topic(), b"{broken")
         wait_until(lambda: runner.stats["processed"] >= 6, what="6 messages processed")
         wait_until(lambda: runner.stats["acked"] >= 6, what="acks")
@@ -103,8 +121,10 @@ def test_ingest_over_mosquitto_and_persistent_session(db_url: str, tmp_path: Pat
         runner2 = MqttIngest(c.config, session_factory=c.session_factory, ingest=c.ingest)
         runner2.start()
         try:
-            wait_until(lambda: scalar(c.session_factory, select(func.count()).select_from(IncidentEvent)) == 26,
-                       what="events queued while central was down")
+            wait_until(
+                lambda: scalar(c.session_factory, select(func.count()).select_from(IncidentEvent)) == 26,
+                what="events queued while central was down",
+            )
             assert scalar(c.session_factory, select(func.count()).select_from(Case)) == 26
         finally:
             runner2.stop()
@@ -131,8 +151,9 @@ def test_shared_subscription_splits_the_load(db_url: str, tmp_path: Path, mosqui
         infos = [pub.publish(topic(), encode(p), wait=False) for p in payloads]
         for info in infos:
             info.wait_for_publish(10)
-        wait_until(lambda: scalar(c.session_factory, select(func.count()).select_from(IncidentEvent)) == 60,
-                   what="60 events")
+        wait_until(
+            lambda: scalar(c.session_factory, select(func.count()).select_from(IncidentEvent)) == 60, what="60 events"
+        )
         shares = [r.stats["processed"] for r in runners]
         assert sum(shares) == 60 and all(n > 0 for n in shares), shares
         assert scalar(c.session_factory, select(func.count()).select_from(Case)) == 20
@@ -148,14 +169,26 @@ def _start_ingest_process(config_path: Path, log_path: Path) -> subprocess.Popen
     exe = Path(sys.executable).with_name("gridwatch-central")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "central.cli"]
     log = log_path.open("ab")
-    return subprocess.Popen([*cmd, "--log-level", "WARNING", "ingest", "--config", str(config_path)],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        [*cmd, "--log-level", "WARNING", "ingest", "--config", str(config_path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(db_url: str, tmp_path: Path, mosquitto: Any) -> None:
-    cfg = {"database_url": db_url, "evidence_dir": str(tmp_path / "evidence"),
-           "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": "central-restart", "keepalive_s": 5,
-                    "batch_max": 50}}
+    cfg = {
+        "database_url": db_url,
+        "evidence_dir": str(tmp_path / "evidence"),
+        "mqtt": {
+            "host": mosquitto.host,
+            "port": mosquitto.port,
+            "client_id": "central-restart",
+            "keepalive_s": 5,
+            "batch_max": 50,
+        },
+    }
     config_path = tmp_path / "central.yaml"
     config_path.write_text(yaml.safe_dump(cfg))
     log_path = tmp_path / "ingest.log"
@@ -199,7 +232,8 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(db_url: str, tm
             raise AssertionError(
                 f"{events()} of {n} events stored after 120 s (killed at {killed_at}); missing publish indices "
                 f"{missing[:20]}{'…' if len(missing) > 20 else ''}; ingest log:\n{tail}\nbroker log:\n"
-                f"{mosquitto.log_text()[-3000:]}") from None
+                f"{mosquitto.log_text()[-3000:]}"
+            ) from None
         time.sleep(0.5)  # nothing more trickles in
         assert events() == n
         with sf() as s:
@@ -239,8 +273,11 @@ def test_ingest_announces_readiness_only_once_subscribed(tmp_path: Path, mosquit
         proxy.restore()
 
     threading.Thread(target=open_gate, daemon=True).start()
-    cfg = {"database_url": url, "evidence_dir": str(tmp_path / "evidence"),
-           "mqtt": {"host": proxy.host, "port": proxy.port, "client_id": "central-ready", "keepalive_s": 5}}
+    cfg = {
+        "database_url": url,
+        "evidence_dir": str(tmp_path / "evidence"),
+        "mqtt": {"host": proxy.host, "port": proxy.port, "client_id": "central-ready", "keepalive_s": 5},
+    }
     config_path = tmp_path / "central.yaml"
     config_path.write_text(yaml.safe_dump(cfg))
     log_path = tmp_path / "ingest.log"
@@ -257,8 +294,10 @@ def test_ingest_announces_readiness_only_once_subscribed(tmp_path: Path, mosquit
         try:
             wait_until(lambda: count() == 20, 20, "20 events")
         except AssertionError:
-            raise AssertionError(f"{count()} of 20 published after the readiness line were stored; log:\n"
-                                 f"{log_path.read_text(errors='replace')[-1500:]}") from None
+            raise AssertionError(
+                f"{count()} of 20 published after the readiness line were stored; log:\n"
+                f"{log_path.read_text(errors='replace')[-1500:]}"
+            ) from None
         assert "session present: False" in log_path.read_text(errors="replace")
     finally:
         pub.close()
@@ -278,11 +317,13 @@ def test_tls_and_credentials(tmp_path: Path, mosquitto_factory: Any) -> None:
     url = f"sqlite:///{tmp_path / 'tls.db'}"
     upgrade(url)
     tls = {"enabled": True, "ca_file": str(broker.ca_file)}
-    good = make_central(url, tmp_path, mqtt_section(broker, username="central", password=broker.users["central"],
-                                                    tls=tls))
+    good = make_central(
+        url, tmp_path, mqtt_section(broker, username="central", password=broker.users["central"], tls=tls)
+    )
     runner = MqttIngest(good.config, session_factory=good.session_factory, ingest=good.ingest)
-    bad_cfg = good.config.model_copy(update={"mqtt": good.config.mqtt.model_copy(
-        update={"password": "wrong", "client_id": "central-bad"})})
+    bad_cfg = good.config.model_copy(
+        update={"mqtt": good.config.mqtt.model_copy(update={"password": "wrong", "client_id": "central-bad"})}
+    )
     bad = MqttIngest(bad_cfg, session_factory=good.session_factory, store=good.store)
     runner.start()
     bad.start()

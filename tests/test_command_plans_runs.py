@@ -5,7 +5,6 @@ run per slot, on demand, HTML export), the map's tile server setting (CSP) and a
 from __future__ import annotations
 
 import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from central.config import CentralConfigError, load_central_config, parse_centra
 from central.db import Case, CaseAudit, upgrade
 from central.findings_runs import findings_tick, last_slot, next_slot
 from tests.central_support import incident_payload
+from tests.polling import wait_until
 from tests.test_api_support import make_api
 from tests.test_command_grid import GRID
 from tools.gen_cases import Plan, generate
@@ -155,16 +155,6 @@ def crowd_event(
     return p
 
 
-def wait_for(check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_a_crowd_case_is_sent_the_plan_of_each_level_it_reaches_once(sqlite_url: str, tmp_path: Path) -> None:
     env = make_api(sqlite_url, tmp_path, {"squads": SQUADS, "crowd_response": PLANS})
     central = env.central
@@ -172,7 +162,7 @@ def test_a_crowd_case_is_sent_the_plan_of_each_level_it_reaches_once(sqlite_url:
     with env.client:  # the lifespan starts the responder
         r = central.send(crowd_event(INCIDENT_1, "high", 1, "opened", central.clock.now()))
         assert r.case_id is not None
-        first = wait_for(sent)
+        first = wait_until(sent)
         assert first[0]["id"] == r.case_id
         plan = first[0]["response_plan"]
         assert (plan["level"], plan["plan_level"], plan["dispatch"]) == ("high", "high", ["patrol-2"])
@@ -185,7 +175,7 @@ def test_a_crowd_case_is_sent_the_plan_of_each_level_it_reaches_once(sqlite_url:
 
         central.clock.set(central.clock.now() + timedelta(minutes=2))
         central.send(crowd_event(INCIDENT_1, "critical", 2, "updated", central.clock.now()))
-        wait_for(lambda: len(sent()) == 2)
+        wait_until(lambda: len(sent()) == 2)
         assert sent()[1]["response_plan"]["dispatch"] == ["patrol-2", "traffic-1"]
         detail = env.client.get(f"/api/v1/cases/{r.case_id}", headers=env.auth("viewer")).json()
         assert detail["crowd_plan"]["level"] == "critical" and detail["crowd_plan"]["notify"] == ["district-command"]
@@ -195,7 +185,7 @@ def test_a_crowd_case_is_sent_the_plan_of_each_level_it_reaches_once(sqlite_url:
         central.send(crowd_event(INCIDENT_1, "high", 3, "updated", central.clock.now()))
         probe = central.send(crowd_event(INCIDENT_2, "elevated", 1, "opened", central.clock.now(), "cam-probe"))
         assert probe.case_id != r.case_id
-        wait_for(lambda: any(d["id"] == probe.case_id for d in sent()))  # the queue got past the repeat
+        wait_until(lambda: any(d["id"] == probe.case_id for d in sent()))  # the queue got past the repeat
         assert [d["response_plan"]["level"] for d in sent() if d["id"] == r.case_id] == ["high", "critical"]
     with central.session_factory() as s:
         n = s.scalar(
@@ -403,7 +393,7 @@ def test_a_dedicated_ingest_process_sends_the_plans(tmp_path: Path) -> None:
             with sf() as s:
                 return list(s.scalars(select(CaseAudit.note).where(CaseAudit.action == "response_plan")))
 
-        assert wait_for(notes, timeout=30) == ["level high: plan for high sent to duty. Open the gate"]
+        assert wait_until(notes, timeout=30) == ["level high: plan for high sent to duty. Open the gate"]
     finally:
         client.loop_stop()
         proc.terminate()

@@ -28,6 +28,7 @@ from edge.worker import EdgeWorker
 from tests.detector_stubs import NoBoxes
 from tests.fixtures.media import clip
 from tests.fixtures.mqtt import MqttCollector
+from tests.polling import wait_until
 from tests.test_api_support import make_api
 
 CLIP = "traffic_intersection_cctv_1.mp4"  # 640x480
@@ -48,16 +49,6 @@ def clip_frames(n: int, size: tuple[int, int]) -> list[np.ndarray]:
 def _off_pixels(a: np.ndarray, b: np.ndarray) -> float:
     """Fraction of pixels that differ by more than JPEG noise could make them (drawn lines and labels do)."""
     return float(np.mean(cv2.absdiff(a, b).max(axis=2) > 64))
-
-
-def wait_until(pred: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def test_edge_publishes_a_clean_frame_on_start_and_central_serves_it(

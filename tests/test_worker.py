@@ -10,11 +10,11 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from edge.config import load_config
 from edge.worker import EdgeWorker
+from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -40,8 +40,13 @@ def _write_config(path: Path, media_dir: Path, zones: list[dict] | None = None, 
 
 
 def test_check_prints_effective_settings_for_the_example_config():
-    out = subprocess.run([PYTHON, "-m", "edge", "check", str(REPO / "cameras.yaml")],
-                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    out = subprocess.run(
+        [PYTHON, "-m", "edge", "check", str(REPO / "cameras.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     cfg = load_config(REPO / "cameras.yaml")
     for cam in cfg.cameras:
@@ -80,8 +85,9 @@ def test_run_once_prints_detections_for_every_camera(tmp_path, media_dir):
     doc = yaml.safe_load(cfg.read_text())
     doc["cameras"].append({"id": "cam-plaza", "url": str(media_dir / "crowd_plaza_1.mp4"), "playback": "fast"})
     cfg.write_text(yaml.safe_dump(doc))
-    out = subprocess.run([PYTHON, "-m", "edge", "run", "--config", str(cfg), "--once"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [PYTHON, "-m", "edge", "run", "--config", str(cfg), "--once"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "[cam-x]" in out.stdout and "car×" in out.stdout
     assert "[cam-plaza]" in out.stdout and "person×" in out.stdout
@@ -94,24 +100,24 @@ def test_hot_reload_applies_zone_edits_and_rejects_invalid_ones_without_dropping
     runner = threading.Thread(target=worker.run, kwargs={"duration_s": 30}, daemon=True)
     runner.start()
     try:
-        _wait(lambda: worker.counters["frames_analyzed"] >= 1, 20, "first frame")
+        wait_until(lambda: worker.counters["frames_analyzed"] >= 1, 20, "first frame")
         source_before = worker.pipelines["cam-x"].source
         engine_before = worker.pipelines["cam-x"].engine
 
         zone = {"name": "kerb", "type": "no_parking", "points": [[0, 0.55], [0.2, 0.55], [0.2, 0.82], [0, 0.82]]}
         _write_config(path, media_dir, zones=[zone], loop=True, playback="realtime", detect_fps=1)
         _bump_mtime(path)
-        _wait(lambda: worker.counters["reloads_applied"] == 1, 10, "valid reload")
+        wait_until(lambda: worker.counters["reloads_applied"] == 1, 10, "valid reload")
         p = worker.pipelines["cam-x"]
         assert [z.name for z in p.camera.zones] == ["kerb"]
         assert p.source is source_before and p.engine is engine_before  # zones swapped in place, stream kept
 
         path.write_text(path.read_text().replace("0.55", "1.55", 1))  # a point out of range
         _bump_mtime(path)
-        _wait(lambda: worker.counters["reloads_rejected"] == 1, 10, "invalid reload")
+        wait_until(lambda: worker.counters["reloads_rejected"] == 1, 10, "invalid reload")
         assert [z.name for z in worker.pipelines["cam-x"].camera.zones] == ["kerb"]
         analysed = worker.counters["frames_analyzed"]
-        _wait(lambda: worker.counters["frames_analyzed"] > analysed, 10, "frames after rejected reload")
+        wait_until(lambda: worker.counters["frames_analyzed"] > analysed, 10, "frames after rejected reload")
         assert worker.pipelines["cam-x"].source.health.reconnects == 0
     finally:
         worker.stop()
@@ -121,8 +127,12 @@ def test_hot_reload_applies_zone_edits_and_rejects_invalid_ones_without_dropping
 
 def test_sigterm_shuts_down_cleanly(tmp_path, media_dir):
     cfg = _write_config(tmp_path / "cameras.yaml", media_dir, loop=True, playback="realtime", detect_fps=1)
-    proc = subprocess.Popen([PYTHON, "-m", "edge", "run", "--config", str(cfg), "--no-mqtt", "--print"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "edge", "run", "--config", str(cfg), "--no-mqtt", "--print"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         line = ""
@@ -143,15 +153,6 @@ def test_configuration_docs_are_generated_from_the_models():
     cmd = [PYTHON, str(REPO / "tools" / "gen_config_docs.py"), "--check"]
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-
-
-def _wait(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def _bump_mtime(path: Path) -> None:
