@@ -16,6 +16,7 @@ import uvicorn
 
 from central.db import upgrade
 from central.event_outbox import read_after
+from tests.sse import SseFrames
 from tests.test_api_support import ApiEnv, make_api
 
 
@@ -69,22 +70,14 @@ def _read_frames(
     """Like _read_events, with each event's id (None for events without one, and for comments). With ``linger``,
     once ``want`` events are in it reads that many seconds more (keep-alives keep lines coming), to see extras."""
     out: list[tuple[str, str, int | None]] = []
-    event, data, eid = "", "", None
+    frames = SseFrames()
     deadline = time.monotonic() + timeout
     got_all: float | None = None
     for line in resp.iter_lines():
         if line.startswith(":"):
             out.append(("comment", line, None))
-        elif line.startswith("id: "):
-            eid = int(line[4:])
-        elif line.startswith("event: "):
-            event = line[7:]
-        elif line.startswith("data: "):
-            data = line[6:]
-        elif line == "":
-            if event:
-                out.append((event, data, eid))
-            event, data, eid = "", "", None
+        elif frame := frames.feed(line):
+            out.append(frame)
         if got_all is None and sum(1 for e, _, _ in out if e != "comment") >= want:
             got_all = time.monotonic()
         if (got_all is not None and time.monotonic() - got_all >= linger) or time.monotonic() > deadline:

@@ -30,7 +30,9 @@ from central.db import Case, WebhookDelivery, make_engine, make_session_factory
 from central.tokens import create_token
 from central.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.central_support import encode, incident_payload, topic
-from tests.test_api_webhooks import Receiver, wait_until
+from tests.polling import wait_until
+from tests.sse import SseFrames
+from tests.test_api_webhooks import Receiver
 
 pytestmark = pytest.mark.slow
 SECRET = "path-secret"
@@ -63,20 +65,12 @@ class SseReader(threading.Thread):
             client.stream("GET", "/api/v1/stream", headers={"Authorization": f"Bearer {self.token}"}) as resp,
         ):
             self.connected.set()
-            event, data, eid = "", "", None
+            frames = SseFrames()
             for line in resp.iter_lines():  # keep-alive comments every 0.3 s: the stop flag is seen soon
                 if self.stop:
                     return
-                if line.startswith("id: "):
-                    eid = int(line[4:])
-                elif line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: "):
-                    data = line[6:]
-                elif line == "":
-                    if event:
-                        self.frames.append((event, data, eid))
-                    event, data, eid = "", "", None
+                if frame := frames.feed(line):
+                    self.frames.append(frame)
 
 
 def test_case_from_a_separate_ingest_process_reaches_sse_and_webhook(

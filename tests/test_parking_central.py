@@ -268,7 +268,8 @@ def test_the_edges_figures_reach_central_over_mosquitto(db_url: str, tmp_path: P
     from edge.config import parse_config
     from edge.mqtt.publisher import EdgePublisher
     from edge.rules import RuleEngine
-    from tests.test_central_mqtt import mqtt_section, wait_until
+    from tests.polling import wait_until
+    from tests.test_central_mqtt import mqtt_section
     from tests.test_publisher import EDGE_ID, make_config
     from tests.test_rules_occupancy import FRAME, LOT, T0, cars
 
