@@ -44,8 +44,11 @@ def iso(dt: datetime) -> str:
 
 def snapshot_block(data: bytes = TINY_JPEG) -> dict[str, Any]:
     return {
-        "content_type": "image/jpeg", "encoding": "base64", "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data), "data": base64.b64encode(data).decode(),
+        "content_type": "image/jpeg",
+        "encoding": "base64",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "data": base64.b64encode(data).decode(),
     }
 
 
@@ -71,8 +74,11 @@ def incident_payload(
         crowd = {"count": 34, "density": 0.085, "level": "high", "previous_level": "elevated", "forecast": None}
     else:
         subject = {
-            "class": "car" if type == "illegal_parking" else "person", "track_ids": [3], "confidence": 0.81,
-            "box": [0.4, 0.5, 0.45, 0.7], "position": list(position) if position else None,
+            "class": "car" if type == "illegal_parking" else "person",
+            "track_ids": [3],
+            "confidence": 0.81,
+            "box": [0.4, 0.5, 0.45, 0.7],
+            "position": list(position) if position else None,
             "members": 1 if type == "illegal_parking" else 3,
         }
         if subject["position"] is None:
@@ -90,10 +96,17 @@ def incident_payload(
         "ended_at": iso(at) if event == "closed" else None,
         "dwell_s": 60.0,
         "edge_id": edge_id,
-        "camera": {"id": camera_id, "name": f"Camera {camera_id}",
-                   "location": {"lat": 22.54, "lon": 114.05, "address": "Shennan Rd 1", "grid_cell": grid_cell}},
-        "zone": {"name": zone, "type": {"illegal_parking": "no_parking", "street_vending": "no_vending"}.get(
-            type, "crowd"), "grid_cell": grid_cell, "location": None},
+        "camera": {
+            "id": camera_id,
+            "name": f"Camera {camera_id}",
+            "location": {"lat": 22.54, "lon": 114.05, "address": "Shennan Rd 1", "grid_cell": grid_cell},
+        },
+        "zone": {
+            "name": zone,
+            "type": {"illegal_parking": "no_parking", "street_vending": "no_vending"}.get(type, "crowd"),
+            "grid_cell": grid_cell,
+            "location": None,
+        },
         "subject": subject,
         "crowd": crowd,
         "model": {"name": "ssd_mobilenet_v2_coco", "version": "2018_03_29"},
@@ -140,6 +153,19 @@ class Central:
 
     def cases(self) -> CaseService:
         return CaseService(self.session_factory(), self.config, self.clock, self.store, self.bus)
+
+    def app(self, **options: Any) -> Any:
+        """The FastAPI app on this central's database, bus, clock and store; ``options`` go to create_app."""
+        from central.app import create_app
+
+        return create_app(
+            self.config,
+            session_factory=self.session_factory,
+            bus=self.bus,
+            clock=self.clock,
+            store=self.store,
+            **options,
+        )
 
 
 def make_central(db_url: str, tmp_path: Path, config: dict[str, Any] | None = None, at: datetime = T0) -> Central:

@@ -10,7 +10,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from fastapi.testclient import TestClient
 
-from central.app import create_app
 from central.db import upgrade
 from central.tokens import create_token
 from tests.central_support import encode, incident_payload, make_central
@@ -19,10 +18,12 @@ from tests.central_support import encode, incident_payload, make_central
 def test_lifespan_runs_mqtt_ingest(tmp_path: Path, mosquitto) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'central.db'}"
     upgrade(url)
-    central = make_central(url, tmp_path, {"mqtt": {"host": mosquitto.host, "port": mosquitto.port,
-                                                    "client_id": f"central-{uuid.uuid4().hex[:8]}"}})
-    app = create_app(central.config, session_factory=central.session_factory, bus=central.bus, clock=central.clock,
-                     store=central.store, start_ingest=True)
+    central = make_central(
+        url,
+        tmp_path,
+        {"mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": f"central-{uuid.uuid4().hex[:8]}"}},
+    )
+    app = central.app(start_ingest=True)
     with central.session_factory() as s:
         token, _ = create_token(s, "viewer", "viewer")
         s.commit()

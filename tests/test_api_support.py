@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from central.app import create_app
 from central.tokens import ROLES, create_token
 from tests.central_support import Central, incident_payload, make_central
 
@@ -50,10 +49,7 @@ class ApiEnv:
 
 def make_api(db_url: str, tmp_path: Path, config: dict[str, Any] | None = None, *, web: bool = False) -> ApiEnv:
     central = make_central(db_url, tmp_path, config)
-    app = create_app(
-        central.config, session_factory=central.session_factory, bus=central.bus, clock=central.clock,
-        store=central.store, include_web=web,
-    )
+    app = central.app(include_web=web)
     tokens = {}
     with central.session_factory() as s:
         for role in ROLES:

@@ -22,7 +22,6 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from central.app import create_app
 from tests.central_support import encode, incident_payload, make_central, topic
 from tests.fixtures.mqtt import MosquittoBroker, ensure_mosquitto, free_port
 
@@ -43,14 +42,7 @@ def test_metrics_endpoint_counts_ingest_and_reads_the_database(sqlite_url: str, 
     from fastapi.testclient import TestClient
 
     central = make_central(sqlite_url, tmp_path, {"webhooks": [{"url": "http://127.0.0.1:9/hook"}]})
-    app = create_app(
-        central.config,
-        session_factory=central.session_factory,
-        bus=central.bus,
-        clock=central.clock,
-        store=central.store,
-        include_web=False,
-    )
+    app = central.app(include_web=False)
     ingest = app.state.metrics.instrument(central.ingest)
     emitted = datetime.now(UTC) - timedelta(seconds=2)  # the edge sent it 2 s ago
     p = incident_payload(at=emitted)
@@ -95,14 +87,7 @@ def test_metrics_token_when_configured(sqlite_url: str, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     central = make_central(sqlite_url, tmp_path, {"api": {"metrics_token": "s3cret-scrape"}})
-    app = create_app(
-        central.config,
-        session_factory=central.session_factory,
-        bus=central.bus,
-        clock=central.clock,
-        store=central.store,
-        include_web=False,
-    )
+    app = central.app(include_web=False)
     with TestClient(app) as client:
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401

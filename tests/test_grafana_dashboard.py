@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from central.app import create_app
 from central.mqtt_ingest import MqttIngest
 from edge.config import parse_config
 from edge.metrics import EdgeMetrics
@@ -42,8 +41,7 @@ def central_exposition(sqlite_url: str, tmp_path: Path) -> str:
     from fastapi.testclient import TestClient
 
     central = make_central(sqlite_url, tmp_path)
-    app = create_app(central.config, session_factory=central.session_factory, bus=central.bus, clock=central.clock,
-                     store=central.store, include_web=False)  # fmt: skip
+    app = central.app(include_web=False)
     ingest = app.state.metrics.instrument(central.ingest)
     assert ingest.handle(topic(), encode(incident_payload())).case_created
     assert ingest.handle(topic(), b"{not json").outcome == "dead_letter"
