@@ -41,7 +41,6 @@ from edge.tracking import ByteTracker
 log = logging.getLogger("gridwatch.edge")
 
 EVIDENCE_QUEUE_MAX = 256  # events waiting for snapshot rendering; past this, snapshots are skipped (events never are)
-DRAIN_ON_CLOSE_S = 5.0  # at close, how long a connected publisher may take to send the outbox before stopping
 
 
 @dataclass
@@ -127,8 +126,8 @@ class EdgeWorker:
         self._stop.set()
 
     def close(self) -> None:
-        """Stop sources, drain the evidence queue, let the publisher send what is queued for up to
-        ``DRAIN_ON_CLOSE_S`` while connected, stop it (it keeps unsent events in its outbox)."""
+        """Stop sources, drain the evidence queue, stop the publisher (it sends what it can while connected and
+        keeps unsent events in its outbox)."""
         self._stop.set()
         for p in self.pipelines.values():
             p.source.stop()
@@ -138,11 +137,7 @@ class EdgeWorker:
         if self._evidence_thread:
             self._evidence_thread.join(timeout=10)
         if self.publisher is not None:
-            # the closing events were just committed to the outbox: while the broker is there, give them a few
-            # seconds to go out now rather than at the next start (a container's stop grace is ~10 s)
-            if getattr(self.publisher, "connected", False) and hasattr(self.publisher, "wait_drained"):
-                self.publisher.wait_drained(DRAIN_ON_CLOSE_S)
-            self.publisher.stop()
+            self.publisher.stop()  # sends the closing events just queued while the broker is there
 
     @property
     def stopping(self) -> bool:

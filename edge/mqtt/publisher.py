@@ -39,6 +39,7 @@ MAX_INFLIGHT = 20
 MAX_SNAPSHOT_B64 = 1_000_000  # base64 chars; a bigger inline snapshot is removed (JPEGs are bounded to ~400 KB)
 CONNECT_TIMEOUT_S = 5.0
 STABLE_SESSION_S = 5.0  # a connection that lasted this long resets the back-off
+DRAIN_ON_STOP_S = 5.0  # how long stop() lets a connected publisher send the outbox before disconnecting
 AUTH_REFUSALS = ("not authorized", "bad user name or password", "bad username or password")
 
 
@@ -121,8 +122,12 @@ class EdgePublisher:
         self._thread = threading.Thread(target=self._run, name=f"mqtt-{self.edge_id}", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5) -> None:
-        """Publish retained status offline, await in-flight PUBACKs, disconnect; unsent events stay queued."""
+    def stop(self, timeout: float = 5, drain_s: float = DRAIN_ON_STOP_S) -> None:
+        """While connected, give the outbox up to ``drain_s`` to go out (the closing events a worker queues as it
+        stops; a container's stop grace is ~10 s); then publish retained status offline, await in-flight PUBACKs,
+        disconnect. Unsent events stay queued for the next start."""
+        if self.connected and drain_s > 0:
+            self.wait_drained(drain_s)
         self._stopping.set()
         self._wake.set()
         if self._thread:
