@@ -45,6 +45,7 @@ from central.events import EventBus
 from central.ingest import IngestService
 from central.ingest_parse import DeadLetterReason
 from central.live_frames import LiveFrameIngest, LiveFrameStore, is_frame_topic
+from central.mqtt_client import IngestClient
 from central.receive_queue import ReceiveQueue
 from central.store import EvidenceStore, FileEvidenceStore
 
@@ -113,8 +114,8 @@ class MqttIngest:
 
     # ------------------------------------------------------------------ client
 
-    def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(
+    def _make_client(self) -> IngestClient:
+        c = IngestClient(
             CallbackAPIVersion.VERSION2, client_id=self.mq.client_id, protocol=mqtt.MQTTv5, manual_ack=True,
         )
         if self.mq.username:
@@ -256,12 +257,14 @@ class MqttIngest:
                 self.stats["duplicates"] += 1
         with self._gen_lock:  # the generation cannot move (disconnect/connect) while the acks are queued
             gen = self._generation
-            for m in batch:
-                # A message received on an earlier connection is redelivered by the broker after reconnecting; acking
-                # its old packet id here could acknowledge a different message, so leave it to the redelivered copy.
-                if m.qos > 0 and m.generation == gen:
+            # A message received on an earlier connection is redelivered by the broker after reconnecting; acking
+            # its old packet id here could acknowledge a different message, so leave it to the redelivered copy.
+            current = [m for m in batch if m.qos > 0 and m.generation == gen]
+            self.client.ack_many(m.mid for m in current if m.qos == 1)  # one write for the batch's PUBACKs
+            for m in current:
+                if m.qos == 2:
                     self.client.ack(m.mid, m.qos)
-                    self.stats["acked"] += 1
+            self.stats["acked"] += len(current)
 
     def _run(self) -> None:
         while not self._stop.is_set() or not self._queue.empty():

@@ -1,0 +1,137 @@
+"""central/mqtt_client.py: buffered reads and one write for a batch's PUBACKs.
+
+- ``_ReadBuffer`` serves paho's small reads (1 byte of command, 1 per length byte, then the rest) from one big
+  ``recv``, reports what it holds through ``pending()``, passes "would block" and "closed" through unchanged.
+- Through a real Mosquitto: every message of a burst arrives intact through the buffered reads, and ``ack_many``
+  acknowledges exactly the ids it is given — a persistent session reconnecting gets only the unacknowledged ones
+  again, so the durable-delivery contract (ack only after commit) is unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from central.mqtt_client import READ_CHUNK, IngestClient, _ReadBuffer
+from tests.polling import wait_until
+
+
+class _FakeSocket:
+    def __init__(self, chunks: list[bytes | type[BaseException]]):
+        self.chunks = list(chunks)
+        self.asked: list[int] = []
+
+    def recv(self, n: int) -> bytes:
+        self.asked.append(n)
+        item = self.chunks.pop(0)
+        if isinstance(item, type):
+            raise item()
+        assert len(item) <= n
+        return item
+
+    def fileno(self) -> int:
+        return 42
+
+
+def test_small_reads_are_served_from_one_big_recv() -> None:
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    fake = _FakeSocket([data, BlockingIOError, b""])
+    sock = _ReadBuffer(fake)
+    assert sock.recv(1) == data[:1]
+    assert fake.asked == [READ_CHUNK]  # asked the kernel for a lot once
+    assert sock.pending() == len(data) - 1 and sock.buffered == len(data) - 1
+    assert sock.recv(1) + sock.recv(2) == data[1:4]
+    assert sock.recv(100_000) == data[4:]  # a short read: what is buffered, no further recv
+    assert fake.asked == [READ_CHUNK] and sock.pending() == 0
+    try:
+        sock.recv(1)
+        raise AssertionError("expected BlockingIOError")
+    except BlockingIOError:
+        pass
+    assert sock.recv(1) == b""  # closed connection: still an empty read
+    assert sock.fileno() == 42
+
+
+def test_a_read_as_large_as_the_data_returns_it_without_buffering() -> None:
+    fake = _FakeSocket([b"abc"])
+    sock = _ReadBuffer(fake)
+    assert sock.recv(READ_CHUNK * 2) == b"abc"
+    assert sock.pending() == 0
+
+
+class _Subscriber:
+    """An IngestClient with a persistent session and manual acknowledgement, as MqttIngest uses it."""
+
+    def __init__(self, port: int, client_id: str, topic: str):
+        self.got: list[mqtt.MQTTMessage] = []
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        self.c = IngestClient(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
+        self.c.on_connect = lambda c, *_: c.subscribe(topic, 1)
+        self.c.on_subscribe = lambda *_: self.subscribed.set()
+        self.c.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 300
+        props.ReceiveMaximum = 1000
+        self.c.connect("127.0.0.1", port, clean_start=False, properties=props)
+        self.c.loop_start()
+        assert self.subscribed.wait(10)
+
+    def _on_message(self, _c: Any, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.got.append(msg)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def test_burst_arrives_intact_and_ack_many_acknowledges_exactly_its_ids(mosquitto: Any) -> None:
+    topic, cid = f"t/{uuid.uuid4().hex[:6]}", f"sub-{uuid.uuid4().hex[:6]}"
+    sub = _Subscriber(mosquitto.port, cid, topic)
+    assert isinstance(sub.c._sock, _ReadBuffer)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:6]}")
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    payloads = {f"m{i}".encode() + bytes([i % 256]) * (i * 37 % 20_000) for i in range(400)}  # 0-20 KB each
+    infos = [pub.publish(topic, p, qos=1) for p in sorted(payloads)]
+    for info in infos:
+        info.wait_for_publish(10)
+    # the broker keeps at most max_inflight_messages (100) unacknowledged: hold the first 50 back, acknowledge the
+    # rest with ack_many as they come (a batch at a time, as MqttIngest does after each commit)
+    done = 50
+    deadline = time.monotonic() + 20
+    while done < 400 and time.monotonic() < deadline:
+        with sub.lock:
+            fresh = sub.got[done:]
+        if fresh:
+            sub.c.ack_many(m.mid for m in fresh)
+            done += len(fresh)
+        time.sleep(0.05)
+    assert done == 400, f"only {done} of 400 messages received"
+    assert {bytes(m.payload) for m in sub.got} == payloads  # every packet parsed whole through the buffer
+    held = {bytes(m.payload) for m in sub.got[:50]}
+    time.sleep(0.5)
+    sub.close()
+
+    again = _Subscriber(mosquitto.port, cid, topic)  # same session: the broker redelivers what was not acked
+    wait_until(lambda: len(again.got) >= 50, 20, "the 50 unacknowledged messages redelivered")
+    time.sleep(0.5)
+    assert {bytes(m.payload) for m in again.got} == held
+    again.c.ack_many(m.mid for m in again.got)
+    time.sleep(0.3)
+    again.close()
+    third = _Subscriber(mosquitto.port, cid, topic)
+    time.sleep(1.0)
+    assert third.got == []  # all acknowledged now
+    third.close()
+    pub.disconnect()
+    pub.loop_stop()
