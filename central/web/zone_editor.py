@@ -294,7 +294,47 @@ def replace_camera_zones(text: str, camera_id: str, zones: list[Any]) -> str:
         _set_blank_lines_after(items[-1], gap)
     out = io.StringIO()
     y.dump(data, out)
-    return out.getvalue()
+    return _keep_other_cameras_verbatim(text, out.getvalue(), camera_id)
+
+
+def _camera_lines(text: str, camera_id: str) -> tuple[int, int] | None:
+    """The [first, end) line range of ``camera_id``'s item in the ``cameras`` list of ``text``."""
+    data = _round_trip().load(text)
+    keys = list(data)
+    cams = data["cameras"]
+    idx = next((i for i, c in enumerate(cams) if isinstance(c, dict) and c.get("id") == camera_id), None)
+    if idx is None:
+        return None
+    start = cams.lc.item(idx)[0]
+    if idx + 1 < len(cams):
+        end = cams.lc.item(idx + 1)[0]
+    else:
+        after = keys[keys.index("cameras") + 1:]
+        end = data.lc.key(after[0])[0] if after else len(text.splitlines())
+    return start, end
+
+
+def _keep_other_cameras_verbatim(original: str, dumped: str, camera_id: str) -> str:
+    """``original`` with only the edited camera's lines taken from ``dumped``.
+
+    ruamel's round trip keeps comments and styles but re-emits a flow list a person wrote over several lines on
+    one line; splicing in the edited camera alone keeps every other camera byte for byte. If the splice does not
+    load to exactly what ``dumped`` loads to (an unusual layout), ``dumped`` is returned."""
+    try:
+        old_range, new_range = _camera_lines(original, camera_id), _camera_lines(dumped, camera_id)
+    except Exception:  # noqa: BLE001 - any surprise in line bookkeeping falls back to the plain round trip
+        return dumped
+    if old_range is None or new_range is None:
+        return dumped
+    old_lines, new_lines = original.splitlines(keepends=True), dumped.splitlines(keepends=True)
+    if old_lines and not old_lines[-1].endswith("\n"):
+        old_lines[-1] += "\n"
+    spliced = "".join(old_lines[:old_range[0]] + new_lines[new_range[0]:new_range[1]] + old_lines[old_range[1]:])
+    try:
+        same = yaml.safe_load(spliced) == yaml.safe_load(dumped)
+    except yaml.YAMLError:
+        same = False
+    return spliced if same else dumped
 
 
 def _atomic_write(path: Path, text: str) -> None:
