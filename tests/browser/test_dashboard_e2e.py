@@ -306,6 +306,18 @@ def test_zone_editor_yaml_is_accepted_by_the_edge(sign_in: SignIn, central: Runn
     cam = next(c for c in saved.cameras if c.id == "cam-intersection-01")
     assert [z.name for z in cam.zones][-1] == "bus-stop-kerb"
 
+    # the same polygon as legal bays: no dwell, a number of spaces
+    page.select_option("#ze-type", "parking")
+    expect(page.locator("#ze-dwell-row")).to_be_hidden()
+    page.fill("#ze-capacity", "6")
+    page.click("#ze-validate")
+    expect(page.locator("#ze-yaml")).to_contain_text("capacity: 6")  # the new result, not the one shown before
+    expect(page.locator("#ze-status")).to_have_class(re.compile("ok"))
+    fragment = yaml.safe_load(page.locator("#ze-yaml").inner_text())
+    bays = parse_config({"edge_id": "e1", "cameras": [{"id": "cam-intersection-01", "url": "0", **fragment}]},
+                        env={}).cameras[0].zones[2]
+    assert bays.type == "parking" and bays.capacity == 6 and "dwell_s" not in fragment["zones"][2]
+
 
 def test_cameras_board_draws_live_crowd_sparkline(
     sign_in: SignIn, central: RunningCentral, publisher: Publisher, artifacts: Path

@@ -168,6 +168,7 @@ function fillForm() {
   document.getElementById('ze-classes').value = (z.classes || []).join(', ');
   document.getElementById('ze-dwell').value = z.dwell_s ?? '';
   document.getElementById('ze-area').value = z.area_m2 ?? '';
+  document.getElementById('ze-capacity').value = z.capacity ?? '';
   document.getElementById('ze-grid').value = z.grid_cell || '';
   document.getElementById('ze-location').value = z.location || '';
   showTypeFields(z.type);
@@ -175,8 +176,9 @@ function fillForm() {
 }
 
 function showTypeFields(type) {
-  document.getElementById('ze-dwell-row').hidden = type === 'crowd';
+  document.getElementById('ze-dwell-row').hidden = type === 'crowd' || type === 'parking';
   document.getElementById('ze-area-row').hidden = type !== 'crowd';
+  document.getElementById('ze-capacity-row').hidden = type !== 'parking';
 }
 
 function setOrDelete(z, key, value) {
@@ -191,7 +193,9 @@ function readForm() {
   z.type = document.getElementById('ze-type').value;
   setOrDelete(z, 'classes', document.getElementById('ze-classes').value.split(',').map((s) => s.trim()).filter(Boolean));
   const dwell = document.getElementById('ze-dwell').value;
-  setOrDelete(z, 'dwell_s', z.type === 'crowd' || dwell === '' ? '' : Number(dwell));
+  setOrDelete(z, 'dwell_s', z.type === 'crowd' || z.type === 'parking' || dwell === '' ? '' : Number(dwell));
+  const capacity = document.getElementById('ze-capacity').value;
+  setOrDelete(z, 'capacity', z.type !== 'parking' || capacity === '' ? '' : Number(capacity));
   const area = document.getElementById('ze-area').value;
   setOrDelete(z, 'area_m2', z.type !== 'crowd' || area === '' ? '' : Number(area));
   setOrDelete(z, 'grid_cell', document.getElementById('ze-grid').value.trim());
