@@ -112,6 +112,10 @@ class ZoneGeometry:
         rel_h = (xyxy[:, 3] - xyxy[:, 1]) / float(frame_h)
         return (rel_h >= lo) & (rel_h <= hi)
 
+    def watched_mask(self, detections: Detections) -> np.ndarray:
+        """Detections of the zone's watched classes, wherever they are."""
+        return np.isin(detections.class_names, self._watched)
+
     def member_mask(
         self, detections: Detections, frame_size: tuple[int, int], classes: np.ndarray | None = None
     ) -> np.ndarray:

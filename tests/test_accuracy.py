@@ -69,6 +69,8 @@ def test_zone_windows_find_far_kerb_cars_the_full_frame_misses_and_nothing_false
     variant = {**SAMPLE, "defaults": {"tiling": {"zone_windows": True}}}
     s = score_case(labels, runner.run(labels, "zone_windows", variant, 1), media_dir)
     assert len({"far-silver-sedan", "far-red-suv", "far-dark-sedan"} & set(s.parking_found)) >= 2, s.parking_found
+    # ... and the near sedan, whose window boxes often end just below the zone's edge (they still count for it)
+    assert "near-silver-sedan" in s.parking_found, s.parking_found
     assert s.parking_false == 0 and s.parking_duplicates == 0 and s.negative_false == 0, s.false_incidents
 
 

@@ -83,11 +83,13 @@ class StationaryMemory:
         now: float,
         may_join: Callable[[Spot, int], bool] | None = None,
         may_merge: Callable[[Spot, Spot], bool] | None = None,
+        join_only: np.ndarray | None = None,
     ) -> tuple[list[Spot], list[Spot]]:
         """Match this frame's detections to spots. Returns (spots seen now, spots forgotten now).
 
         ``may_join(spot, detection index)`` and ``may_merge(young, old)`` let a rule veto a match with its
-        own evidence (parking: the patch at the spot no longer shows the same vehicle).
+        own evidence (parking: the patch at the spot no longer shows the same vehicle). Detections flagged in
+        ``join_only`` may refresh an existing spot but never start one.
         """
         n = len(xyxy)
         sizes = np.sqrt(np.clip(xyxy[:, 2] - xyxy[:, 0], 1, None) * np.clip(xyxy[:, 3] - xyxy[:, 1], 1, None))
@@ -125,6 +127,8 @@ class StationaryMemory:
                     seen.append(self.spots[si])
         moved_tracks = set()
         for di in np.flatnonzero(assigned < 0):
+            if join_only is not None and join_only[di]:
+                continue
             spot = Spot(
                 key=next(self._keys),
                 ref=anchors[di].astype(np.float64).copy(),

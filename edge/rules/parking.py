@@ -17,9 +17,10 @@ it was first seen, and that appearance decides identity and presence (edge/rules
 - **Evidence of a vehicle.** With images, a spot opens an incident only when its reference patch is
   textured (not bare road from a junk box), it has been detected at least twice, in at least
   ``MIN_DETECTION_RATE`` of the samples since it was first seen, and its appearance has been confirmed at
-  two or more later samples and in at least ``MIN_PRESENCE_RATE`` of them. A box too small to tell two
-  vehicles apart (``appearance.MIN_SIDE_PX``) gives no appearance evidence, so far-away dense traffic
-  cannot look "stationary" because its cars all look alike.
+  two or more later samples and in at least ``MIN_PRESENCE_RATE`` of them, at least twice in full
+  (``FULL_MATCH``: a box over parked cars and a lane, taken while a car passed, keeps matching in part only).
+  A box too small to tell two vehicles apart (``appearance.MIN_SIDE_PX``) gives no appearance evidence, so
+  far-away dense traffic cannot look "stationary" because its cars all look alike.
 
 Evidence: the opening event carries the arrival photograph (the frame of the spot's first appearance
 confirmation, with the box there) besides the snapshot taken when the dwell was exceeded; the worker adds
@@ -42,6 +43,10 @@ from edge.rules.base import Scene, ZoneRule
 from edge.rules.common import Spot, StationaryMemory
 
 SAME_VEHICLE = 0.6  # patch similarity at or above which it is the same vehicle at the same place
+# Similarity at or above which the whole reference matched (all blocks but one): an unoccluded parked vehicle
+# does, sample after sample. A reference that only ever matches in part caught something that has gone (a
+# passing car under a box that also covers parked ones): its still part is not one vehicle of its own.
+FULL_MATCH = 0.85
 FOLLOW_LIGHTING = 0.85  # similarity at or above which the reference follows the current patch a little
 MIN_CONFIRMS = 2  # appearance matches after the reference before an incident may open
 MIN_DETECTIONS = 2
@@ -101,16 +106,27 @@ class ParkingRule(ZoneRule):
         """Update the spots with this frame's vehicles in the zone and the appearance evidence.
 
         Returns (spots present now: detected or their patch still matching, spots forgotten now)."""
-        sel = detections[self.geometry.member_mask(detections, frame_size)]
-        anchors = self.geometry.anchors(sel.xyxy)
         grey = scene.grey
+        in_zone = self.geometry.member_mask(detections, frame_size)
+        # With images, a box of a vehicle already remembered here still counts when its anchor has slipped just
+        # out of the polygon: a detector's box edge jumps by a tenth of its height between samples (zoomed
+        # windows against the whole frame), and the vehicle has not moved. Identity (anchor tolerance and
+        # appearance, below) decides whether it joins a spot; such a box never starts one.
+        joinable = (self.geometry.watched_mask(detections) & ~in_zone) if grey is not None and self.memory.spots \
+            else np.zeros(len(detections), dtype=bool)
+        sel_mask = in_zone | joinable
+        sel = detections[sel_mask]
+        join_only = joinable[sel_mask]
+        anchors = self.geometry.anchors(sel.xyxy)
         present = self._check_appearance(grey, scene.image, now) if grey is not None else set()
 
-        def may_join(spot: Spot, _det: int) -> bool:
+        def may_join(spot: Spot, det: int) -> bool:
             if grey is None:
                 return True
             if spot.data.get("rejected"):
                 return False
+            if join_only[det]:  # only a vehicle whose own patch still shows it here
+                return spot.data.get("ref") is not None and id(spot) in present
             return spot.data.get("ref") is None or id(spot) in present
 
         def may_merge(young: Spot, old: Spot) -> bool:
@@ -118,7 +134,7 @@ class ParkingRule(ZoneRule):
             return a is None or b is None or appearance.similarity(b, a) >= SAME_VEHICLE
 
         seen, forgotten = self.memory.update(
-            sel.xyxy, anchors, sel.class_names, sel.scores, sel.track_ids, now, may_join, may_merge
+            sel.xyxy, anchors, sel.class_names, sel.scores, sel.track_ids, now, may_join, may_merge, join_only
         )
         seen_ids = {id(s) for s in seen}
         seen += [s for s in self.memory.spots if id(s) in present and id(s) not in seen_ids]
@@ -153,6 +169,8 @@ class ParkingRule(ZoneRule):
             if sim >= SAME_VEHICLE:
                 present.add(id(spot))
                 spot.data["confirms"] = spot.data.get("confirms", 0) + 1
+                if sim >= FULL_MATCH:
+                    spot.data["full_matches"] = spot.data.get("full_matches", 0) + 1
                 if self.keep_arrival and "arrival" not in spot.data:
                     box = tuple(float(v) for v in spot.data["ref_box"])
                     spot.data["arrival"] = EvidenceFrame("arrival", now, image, box)  # type: ignore[arg-type]
@@ -167,6 +185,7 @@ class ParkingRule(ZoneRule):
         spot.data["ref"] = p if p is not None and appearance.textured(p) else None
         spot.data["ref_box"] = spot.box.copy()
         spot.data["confirms"] = 0
+        spot.data["full_matches"] = 0
 
     def _due(self, spot: Spot, now: float, with_images: bool) -> bool:
         if spot.hits < MIN_DETECTIONS or now - self.dwell_start(spot.started_at) < self.zone.dwell_s:
@@ -175,6 +194,7 @@ class ParkingRule(ZoneRule):
             samples = spot.data.get("samples", 0) + 1
             confirms = spot.data.get("confirms", 0)
             return (spot.data.get("ref") is not None and confirms >= MIN_CONFIRMS
+                    and spot.data.get("full_matches", 0) >= MIN_CONFIRMS
                     and spot.hits / samples >= MIN_DETECTION_RATE and confirms / samples >= MIN_PRESENCE_RATE)
         return True
 
