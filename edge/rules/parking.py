@@ -8,6 +8,9 @@ it was first seen, and that appearance decides identity and presence (edge/rules
   a younger spot is folded into an older one only if their references look alike. A different car filling
   the same place, as in a busy lane, starts a timer of its own; a lane whose occupants keep changing
   never accumulates dwell, however dense the traffic.
+- **Membership.** A vehicle joins the zone by its anchor (``zone.anchor``) inside the polygon. Once remembered,
+  a box of it whose anchor slipped just outside still counts for it (box edges jump between samples); such a
+  box never starts a spot.
 - **Presence without detections.** At every sample the patch at the spot is compared with the reference
   even when the detector finds nothing there. While it matches, the vehicle is present (one or two
   detections start the timer; appearance keeps it). When it stops matching, the spot is no longer
