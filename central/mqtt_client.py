@@ -11,12 +11,16 @@ protocol:
   paho's small reads from that buffer; ``pending()`` (which paho already honours for TLS sockets) reports the
   buffered bytes, so ``select`` does not wait while whole packets are buffered, and ``loop_read`` handles up to
   ``READ_BURST`` buffered packets per call instead of one.
+- **PUBLISH packets** are decoded with one copy of the payload (paho's ``decode_publish`` copies the packet with
+  ``struct.unpack`` three or four times over, 200 KB each for a 200 KB message) and no ``Properties`` object when the
+  packet carries no properties (what Mosquitto forwards for our edges); QoS 2 and MQTT 3 packets take paho's path.
 - **Acknowledgements**: ``ack_many(mids)`` queues the PUBACKs of a whole committed batch as one write (the same
   4-byte MQTT v5 PUBACK packets ``ack`` sends, reason code omitted = success), with one wake-up instead of one per
   message. The broker cannot tell the difference: TCP is a byte stream.
 
-Both rely on paho internals (``_create_socket``, ``_packet_queue``, ``_sock``) that paho 2.1-2.2 have; should a
-later paho lack them, ``buffered_reads``/``batched_acks`` are False and the stock behaviour is used.
+All three rely on paho internals (``_create_socket``, ``_sock``, ``_in_packet``, ``_handle_publish``,
+``_handle_on_message``, ``_packet_queue``) that paho 2.1-2.2 have; should a later paho lack them,
+``buffered_reads``/``lean_publish``/``batched_acks`` are False and the stock behaviour is used.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.exception import MalformedPacket
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 READ_CHUNK = 256 * 1024
 READ_BURST = 256  # buffered packets handled per loop_read call: then paho's loop writes (acks, PINGREQ) and selects
@@ -76,6 +83,7 @@ class IngestClient(mqtt.Client):
 
     buffered_reads = hasattr(mqtt.Client, "_create_socket") and hasattr(mqtt.Client, "_sock_recv")
     batched_acks = hasattr(mqtt.Client, "_packet_queue")
+    lean_publish = all(hasattr(mqtt.Client, a) for a in ("_handle_publish", "_handle_on_message", "_send_puback"))
 
     def _create_socket(self) -> Any:
         sock = super()._create_socket()
@@ -91,6 +99,52 @@ class IngestClient(mqtt.Client):
                 break
             rc = super().loop_read(1)
         return rc
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        if not self.lean_publish or qos == 2 or self._protocol != MQTTProtocolVersion.MQTTv5:
+            return super()._handle_publish()  # type: ignore[no-any-return]
+        packet = self._in_packet["packet"]
+        n = len(packet)
+        with memoryview(packet) as view:
+            if n < 3:
+                raise MalformedPacket("PUBLISH shorter than its topic length")
+            pos = 2 + int.from_bytes(view[0:2], "big")
+            topic = bytes(view[2:pos])
+            mid = 0
+            if qos:
+                mid = int.from_bytes(view[pos:pos + 2], "big")
+                pos += 2
+            props_len, shift, i = 0, 0, pos  # properties length: a variable byte integer
+            while True:
+                if i >= n or i - pos >= 4:
+                    raise MalformedPacket("PUBLISH properties length is truncated or too long")
+                byte = view[i]
+                i += 1
+                props_len |= (byte & 127) << shift
+                shift += 7
+                if not byte & 128:
+                    break
+            end = i + props_len
+            if end > n:
+                raise MalformedPacket("PUBLISH properties run past the packet")
+            properties = None
+            if props_len:
+                properties = Properties(PacketTypes.PUBLISH)
+                properties.unpack(bytes(view[pos:end]))
+            payload = bytes(view[end:])
+        message = mqtt.MQTTMessage(mid=mid, topic=topic)
+        message.dup = bool(header & 0x08)
+        message.qos = qos
+        message.retain = bool(header & 0x01)
+        message.properties = properties
+        message.payload = payload
+        message.timestamp = mqtt.time_func()
+        self._handle_on_message(message)
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(mid)  # type: ignore[no-any-return]
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def ack_many(self, mids: Iterable[int]) -> MQTTErrorCode:
         """PUBACK every QoS 1 message id in ``mids`` with one queued write (manual acknowledgement)."""

@@ -2,6 +2,9 @@
 
 - ``_ReadBuffer`` serves paho's small reads (1 byte of command, 1 per length byte, then the rest) from one big
   ``recv``, reports what it holds through ``pending()``, passes "would block" and "closed" through unchanged.
+- PUBLISH decoding (one payload copy, no Properties object without properties) gives what paho's own gives, with
+  and without properties, for QoS 0 and 1; a truncated packet raises MalformedPacket, which paho's read loop turns
+  into a protocol error (a disconnect) instead of a struct.error in its network thread.
 - Through a real Mosquitto: every message of a burst arrives intact through the buffered reads, and ``ack_many``
   acknowledges exactly the ids it is given — a persistent session reconnecting gets only the unacknowledged ones
   again, so the durable-delivery contract (ack only after commit) is unchanged.
@@ -15,7 +18,9 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -135,3 +140,43 @@ def test_burst_arrives_intact_and_ack_many_acknowledges_exactly_its_ids(mosquitt
     third.close()
     pub.disconnect()
     pub.loop_stop()
+
+
+def _publish_packet(topic: bytes, payload: bytes, qos: int, mid: int, props: Properties | None) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
+    body += props.pack() if props is not None else b"\x00"
+    return body + payload
+
+
+def _decoded(client_cls: type[mqtt.Client], header: int, packet: bytes) -> tuple[Any, ...]:
+    got: list[mqtt.MQTTMessage] = []
+    c = client_cls(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
+    c.on_message = lambda _c, _ud, m: got.append(m)
+    c._in_packet = {**c._in_packet, "command": header, "packet": bytearray(packet)}
+    assert c._handle_publish() == 0
+    (m,) = got
+    props = m.properties.json() if m.properties is not None else {}
+    return m.topic, bytes(m.payload), m.mid, m.qos, m.dup, m.retain, {k: v for k, v in props.items() if v}
+
+
+def test_lean_publish_decoding_gives_what_paho_gives() -> None:
+    with_props = Properties(PacketTypes.PUBLISH)
+    with_props.MessageExpiryInterval = 60
+    with_props.UserProperty = [("k", "v")]
+    cases = [
+        (0x30, _publish_packet(b"gridwatch/v1/e1/heartbeat", b"{}", 0, 0, None)),  # QoS 0
+        (0x32, _publish_packet(b"gridwatch/v1/e1/incidents", b"x" * 200_000, 1, 4242, None)),  # QoS 1, big
+        (0x3B, _publish_packet(b"t/\xc3\xa9", b"", 1, 65535, with_props)),  # dup + retain, properties, empty payload
+        (0x32, _publish_packet(b"t", bytes(range(256)), 1, 1, with_props)),
+    ]
+    for header, packet in cases:
+        assert _decoded(IngestClient, header, packet) == _decoded(mqtt.Client, header, packet)
+
+
+def test_lean_publish_refuses_a_truncated_packet() -> None:
+    c = IngestClient(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
+    # no topic length; no properties length; properties past the end
+    for packet in (b"\x00", b"\x00\x01t\x00", b"\x00\x01t\x00\x01\x05"):
+        c._in_packet = {**c._in_packet, "command": 0x32, "packet": bytearray(packet)}
+        with pytest.raises(MalformedPacket):
+            c._handle_publish()

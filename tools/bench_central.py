@@ -100,11 +100,25 @@ def worker_main(config_path: str, out_path: str, gc_mode: str = "tuned") -> None
     runner.start()
     runner.wait_subscribed(10)
     rss = [(time.time(), _rss_mb())]  # memory over the run: sampled every 0.5 s while messages are processed
+    threads = {"worker": runner._worker, "network": getattr(runner.client, "_thread", None)}
+    cpu0 = {"process": time.process_time(), **{k: _thread_cpu(t) for k, t in threads.items()}}
     Path(out_path + ".ready").write_text("ok")
     while not done.wait(0.5):
         rss.append((time.time(), _rss_mb()))
+    # CPU seconds from ready to the end of the run (the process idles once the stream is filed): a figure the
+    # load of a shared box moves much less than events per wall-clock second
+    cpu = {k: round(v - cpu0[k], 3) for k, v in
+           {"process": time.process_time(), **{k: _thread_cpu(t) for k, t in threads.items()}}.items()}
     runner.stop()
-    Path(out_path).write_text(json.dumps({"stamps": stamps, "health": runner.health(), "rss": rss}))
+    Path(out_path).write_text(json.dumps({"stamps": stamps, "health": runner.health(), "rss": rss, "cpu": cpu}))
+
+
+def _thread_cpu(thread: threading.Thread | None) -> float:
+    """CPU seconds a live thread has used (0.0 if it is gone or unknown)."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))  # type: ignore[union-attr,arg-type]
+    except (AttributeError, TypeError, OSError):
+        return 0.0
 
 
 def _rss_mb() -> float:
@@ -283,8 +297,11 @@ def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float 
     batches = dead = 0
     rss: list[list[float]] = []
     high_water = 0
+    cpu: dict[str, float] = {}
     for out in outs:
         data = json.loads(Path(out).read_text())
+        for k, v in data.get("cpu", {}).items():
+            cpu[k] = cpu.get(k, 0.0) + v
         stamps.update(dict(data["stamps"]))
         batches += data["health"]["batches"]
         dead += data["health"]["dead_letters"]
@@ -301,6 +318,9 @@ def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float 
         # RSS of the (first) ingest process: when it was ready, in the middle of the stream and at the end
         "rss_mb": [rss[0][1], rss[len(rss) // 2][1], rss[-1][1]] if rss else None,
         "rss_max_mb": max(x[1] for x in rss) if rss else None, "queue_high_water": high_water,
+        # ingest CPU (all processes; with drain only the run that drained) per valid event, and its threads' shares
+        "cpu_us_per_event": round(cpu["process"] / len(stamps) * 1e6) if cpu and stamps else None,
+        "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
     }
 
 
@@ -441,7 +461,8 @@ def _phase(backend: str, phase: str, args: argparse.Namespace, create_database: 
                 print(f"[{backend}] {what}: {r['events']}/{r['expected']} valid events, {r['events_per_s']} valid "
                       f"events/s, {r['dead_letters']} dead letters ({r['batches']} commits; publish took "
                       f"{r['publish_s']} s); ingest RSS ready/middle/end {r['rss_mb']} MiB, peak {r['rss_max_mb']} "
-                      f"MiB; receive queue high water {r['queue_high_water']}")
+                      f"MiB; receive queue high water {r['queue_high_water']}; ingest CPU {r['cpu_us_per_event']} "
+                      f"µs per valid event (CPU s {r['cpu_s']})")
             elif phase == "latency":
                 r = run_ingest(url, Path(tmp), args.edges, args.latency_incidents, args.rate, args.batch_max, **common)
                 print(f"[{backend}] filing latency at {args.rate:.0f} incidents/s ({3 * args.rate:.0f} "
@@ -480,7 +501,8 @@ def _summary(backend: str, results: dict[tuple[str, str], list[dict[str, Any]]],
         runs = results.get((backend, phase))
         if runs:
             print(f"[{backend}] {phase}: median {med(r['events_per_s'] for r in runs)} events/s of "
-                  f"{[r['events_per_s'] for r in runs]}; peak RSS {[r['rss_max_mb'] for r in runs]} MiB")
+                  f"{[r['events_per_s'] for r in runs]}; peak RSS {[r['rss_max_mb'] for r in runs]} MiB; ingest CPU "
+                  f"per valid event {[r.get('cpu_us_per_event') for r in runs]} µs")
     for clean, flood in (("throughput", "flood"), ("drain", "flood_drain")):
         a, b = results.get((backend, clean)), results.get((backend, flood))
         if a and b:
