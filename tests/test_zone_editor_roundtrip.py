@@ -112,3 +112,60 @@ def test_a_flow_list_written_over_several_lines_in_another_camera_stays_as_writt
     out_b = replace_camera_zones(text, "cam-b", [{**new_zone, "name": "kerb", "dwell_s": 120}])
     assert out_b.startswith(text.split("  - id: cam-b")[0]) and out_b.endswith("health: {listen: 127.0.0.1:9108}\n")
     assert yaml.safe_load(out_b)["cameras"][1]["zones"][0]["points"] == [[0, 0], [0.5, 0], [0.5, 0.5]]
+
+
+_TWO_CAMERAS = (
+    "edge_id: e1\n"
+    "cameras:\n"
+    "  - id: cam-a\n"
+    "    name: \"Gate A\"\n"
+    "    url: a.mp4\n"
+    "    zones:\n"
+    "      - name: z1\n"
+    "        type: no_parking\n"
+    "        points: [[0, 0], [1, 0], [1, 1]]\n"
+    "\n"
+    "  # --- camera b: the plaza ---\n"
+    "  - id: cam-b\n"
+    "    url: b.mp4\n"
+    "    zones:\n"
+    "      - name: kerb\n"
+    "        type: no_parking\n"
+    "        points: [[0.1, 0.2], [0.3, 0.2],\n"
+    "                 [0.3, 0.4], [0.1, 0.4]]   # the kerb\n"
+    "\n"
+    "# health endpoint\n"
+    "health: {listen: 127.0.0.1:9108}\n"
+)
+_NEW_KERB = {"name": "kerb", "type": "no_parking", "points": [[0, 0], [0.5, 0], [0.5, 0.5]]}
+
+
+def test_a_line_separator_inside_a_quoted_name_does_not_shift_the_splice() -> None:
+    """U+2028 in a double-quoted scalar is one line for ruamel's line numbers but two for str.splitlines: the
+    splice must not drop the comment before the edited camera or repeat the one after it (both load the same)."""
+    text = _TWO_CAMERAS.replace('"Gate A"', '"Gate\u2028A"')
+    out = replace_camera_zones(text, "cam-b", [_NEW_KERB])
+    assert out.count("# --- camera b: the plaza ---") == 1, out
+    assert out.count("# health endpoint") == 1, out
+    assert yaml.safe_load(out)["cameras"][1]["zones"][0]["points"] == [[0, 0], [0.5, 0], [0.5, 0.5]]
+
+
+def test_a_crlf_file_keeps_its_line_ends_and_the_other_camera_byte_for_byte(tmp_path: Path) -> None:
+    """A cameras.yaml written on Windows: saving cam-b's zones leaves cam-a's bytes (CRLF included) as they were,
+    and the file does not end up with mixed line ends."""
+    crlf = _TWO_CAMERAS.replace("\n", "\r\n")
+    out = replace_camera_zones(crlf, "cam-b", [_NEW_KERB])
+    assert out.startswith(crlf.split("  - id: cam-b")[0]), out
+    assert "\n" not in out.replace("\r\n", ""), "mixed line ends"
+    assert yaml.safe_load(out)["cameras"][1]["zones"][0]["points"] == [[0, 0], [0.5, 0], [0.5, 0.5]]
+
+    # through the file: read and written without newline translation
+    path = tmp_path / "cameras.yaml"
+    path.write_bytes(crlf.replace("edge_id: e1", "version: 1\r\nedge_id: e1").replace(
+        "health: {listen: 127.0.0.1:9108}", "health: {listen: \"127.0.0.1:9108\"}").encode())
+    before = path.read_bytes()
+    result = save_zones("cam-b", [_NEW_KERB], path, actor="test")
+    assert result.ok, result.errors
+    after = path.read_bytes()
+    assert after.startswith(before.split(b"  - id: cam-b")[0])
+    assert b"\n" not in after.replace(b"\r\n", b"")

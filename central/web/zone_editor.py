@@ -149,7 +149,9 @@ def save_zones(camera_id: Any, zones: Any, managed: Path | None, actor: str = ""
     result = validate_zones(camera_id, zones, managed)
     if not result.ok:
         return result
-    text = replace_camera_zones(managed.read_text(encoding="utf-8"), camera_id, [_clean_zone(z) for z in zones])
+    with open(managed, encoding="utf-8", newline="") as f:  # line ends as written (CRLF stays CRLF)
+        original = f.read()
+    text = replace_camera_zones(original, camera_id, [_clean_zone(z) for z in zones])
     # the written text must mean exactly the validated document: parse it back before it replaces the file
     doc, _ = build_document(camera_id, [_clean_zone(z) for z in zones], managed, must_exist=True)
     if yaml.safe_load(text) != doc:
@@ -260,7 +262,10 @@ def _merge_zone(target: Any, new: dict[str, Any]) -> Any:
 def replace_camera_zones(text: str, camera_id: str, zones: list[Any]) -> str:
     """``text`` (a cameras.yaml) with only ``camera_id``'s zones changed: comments, key order, quoting, flow style
     and ``${ENV}`` placeholders of everything else stay as written (ruamel.yaml round trip). A zone whose name is
-    unchanged is updated key by key, so the comments on its unchanged keys survive too."""
+    unchanged is updated key by key, so the comments on its unchanged keys survive too. A file written with CRLF
+    line ends throughout keeps them (ruamel writes LF)."""
+    if "\r\n" in text and text.count("\r\n") == text.count("\n"):
+        return replace_camera_zones(text.replace("\r\n", "\n"), camera_id, zones).replace("\n", "\r\n")
     import io
 
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -314,12 +319,19 @@ def _camera_lines(text: str, camera_id: str) -> tuple[int, int] | None:
     return start, end
 
 
+_OTHER_LINE_BREAK = re.compile("\r|\x85|\u2028|\u2029")
+
+
 def _keep_other_cameras_verbatim(original: str, dumped: str, camera_id: str) -> str:
     """``original`` with only the edited camera's lines taken from ``dumped``.
 
     ruamel's round trip keeps comments and styles but re-emits a flow list a person wrote over several lines on
     one line; splicing in the edited camera alone keeps every other camera byte for byte. If the splice does not
-    load to exactly what ``dumped`` loads to (an unusual layout), ``dumped`` is returned."""
+    load to exactly what ``dumped`` loads to (an unusual layout), ``dumped`` is returned. So is it when the text has
+    a line break other than LF (a lone CR, NEL, U+2028/U+2029): ruamel's line numbers and ``str.splitlines`` would
+    not count the same lines, and a shifted splice can drop or repeat a comment while loading the same."""
+    if _OTHER_LINE_BREAK.search(original) or _OTHER_LINE_BREAK.search(dumped):
+        return dumped
     try:
         old_range, new_range = _camera_lines(original, camera_id), _camera_lines(dumped, camera_id)
     except Exception:  # noqa: BLE001 - any surprise in line bookkeeping falls back to the plain round trip
@@ -341,7 +353,7 @@ def _atomic_write(path: Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:  # the text's own line ends, untranslated
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
