@@ -169,3 +169,34 @@ def test_a_crlf_file_keeps_its_line_ends_and_the_other_camera_byte_for_byte(tmp_
     after = path.read_bytes()
     assert after.startswith(before.split(b"  - id: cam-b")[0])
     assert b"\n" not in after.replace(b"\r\n", b"")
+
+
+def test_comments_and_blank_lines_between_cameras_stay_with_what_follows_them() -> None:
+    """A comment line after a camera's last zone introduces the next camera (or top-level key). ruamel keeps it in
+    the comment slot of the last zone's last key, so removing that zone lost it, and a zone added after it (or a
+    zones key added to a camera without one) ended up below it, on the wrong side of the comment."""
+    def diff(text: str, camera_id: str, zones: list) -> list[str]:
+        out = replace_camera_zones(text, camera_id, zones)
+        assert yaml.safe_load(out)["cameras"][[c["id"] for c in yaml.safe_load(text)["cameras"]].index(camera_id)][
+            "zones"] == zones
+        return _changed_lines(text, out)
+
+    t = _TWO_CAMERAS
+    assert diff(t, "cam-a", []) == [
+        "-    zones:", "-      - name: z1", "-        type: no_parking", "-        points: [[0, 0], [1, 0], [1, 1]]",
+        "+    zones: []"]
+    assert diff(t, "cam-b", [{**_NEW_KERB, "name": "new"}]) == [
+        "-      - name: kerb", "+      - name: new",
+        "-        points: [[0.1, 0.2], [0.3, 0.2],", "-                 [0.3, 0.4], [0.1, 0.4]]   # the kerb",
+        "+        points: [[0, 0], [0.5, 0], [0.5, 0.5]]"]
+    added = [c for c in diff(t, "cam-b", [_NEW_KERB, {**_NEW_KERB, "name": "new"}]) if c.startswith("+")]
+    assert added[1:] == [
+        "+      - name: new", "+        type: no_parking", "+        points: [[0, 0], [0.5, 0], [0.5, 0.5]]"]
+    out = replace_camera_zones(t, "cam-b", [_NEW_KERB, {**_NEW_KERB, "name": "new"}])
+    assert out.endswith("[[0, 0], [0.5, 0], [0.5, 0.5]]\n\n# health endpoint\nhealth: {listen: 127.0.0.1:9108}\n"), out
+    no_zones = t.replace(
+        "    zones:\n      - name: z1\n        type: no_parking\n        points: [[0, 0], [1, 0], [1, 1]]\n", "")
+    assert diff(no_zones, "cam-a", [_NEW_KERB]) == [
+        "+    zones:", "+      - name: kerb", "+        type: no_parking",
+        "+        points: [[0, 0], [0.5, 0], [0.5, 0.5]]"]
+    assert "    url: a.mp4\n    zones:" in replace_camera_zones(no_zones, "cam-a", [_NEW_KERB])

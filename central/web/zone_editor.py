@@ -341,12 +341,42 @@ def _keep_other_cameras_verbatim(original: str, dumped: str, camera_id: str) -> 
     old_lines, new_lines = original.splitlines(keepends=True), dumped.splitlines(keepends=True)
     if old_lines and not old_lines[-1].endswith("\n"):
         old_lines[-1] += "\n"
-    spliced = "".join(old_lines[:old_range[0]] + new_lines[new_range[0]:new_range[1]] + old_lines[old_range[1]:])
+    camera = _with_tail_of(old_lines[old_range[0]:old_range[1]], new_lines[new_range[0]:new_range[1]])
+    spliced = "".join(old_lines[:old_range[0]] + camera + old_lines[old_range[1]:])
     try:
         same = yaml.safe_load(spliced) == yaml.safe_load(dumped)
     except yaml.YAMLError:
         same = False
     return spliced if same else dumped
+
+
+def _is_blank_or_comment(line: str) -> bool:
+    return not line.strip() or line.lstrip().startswith("#")
+
+
+def _with_tail_of(old: list[str], new: list[str]) -> list[str]:
+    """The edited camera's new lines ending with the blank and comment lines that ended its old lines.
+
+    Those lines introduce what follows (the next camera, a top-level key), but ruamel keeps them in the comment slot
+    of the camera's last key: a removed last zone took them along, and a zone or ``zones`` key added after that key
+    went below them. So they are taken from the old text, and a copy ruamel left inside the new lines (with the
+    blank lines just before it) is dropped."""
+    n_tail = 0
+    while n_tail < len(old) and _is_blank_or_comment(old[len(old) - 1 - n_tail]):
+        n_tail += 1
+    tail = old[len(old) - n_tail:]
+    body = list(new)
+    while body and _is_blank_or_comment(body[-1]):
+        body.pop()
+    for comment in reversed([line for line in tail if line.strip()]):
+        i = next((i for i in range(len(body) - 1, -1, -1) if body[i] == comment), None)
+        if i is None:
+            continue
+        j = i
+        while j > 0 and not body[j - 1].strip():
+            j -= 1
+        del body[j:i + 1]
+    return body + tail
 
 
 def _atomic_write(path: Path, text: str) -> None:
