@@ -62,7 +62,7 @@ from central.routing import route
 from central.silences import silence_matches
 from central.sla import Sla
 from central.store import EvidenceError, EvidenceStore
-from central.workflow import OPEN_STATES, apply_action, case_summary, enter_state, public_id_for
+from central.workflow import OPEN_STATES, apply_action_row, case_summary, enter_state, public_id_for
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,10 @@ class _Batch:
     added: dict[tuple[type, Any], Any] = field(default_factory=dict)  # rows added (or prefetched) in the batch
     event_rows: list[dict[str, Any]] = field(default_factory=list)  # incident_events rows for one bulk insert
     dead_rows: list[dict[str, Any]] = field(default_factory=list)  # dead_letters rows for one bulk insert
+    # case_audit and case_evidence rows: append-only and never read back in the batch, so plain dicts inserted in
+    # bulk after the flush (their cases exist by then) instead of ORM objects in the unit of work
+    audit_rows: list[dict[str, Any]] = field(default_factory=list)
+    evidence_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def get(self, session: Session, model: type, key: Any) -> Any:
         """Like session.get, but also finds rows this batch added (the batch runs without autoflush)."""
@@ -155,6 +159,13 @@ class PreparedMessage(tuple):  # type: ignore[type-arg]
         self = super().__new__(cls, (topic, payload))
         self.parsed = parsed
         return self
+
+
+def _audit(case_id: int, at: datetime, action: str, from_state: str | None, to_state: str, note: str
+           ) -> dict[str, Any]:
+    """A case_audit row by the system (the ingest), for the batch's bulk insert."""
+    return {"case_id": case_id, "at": at, "actor": SYSTEM_ACTOR, "action": action, "from_state": from_state,
+            "to_state": to_state, "note": note, "attachments_json": None}
 
 
 def _cut(value: Any, limit: int) -> str | None:
@@ -258,9 +269,9 @@ class IngestService:
                     self._one(session, topic, payload, pre, batch) for (topic, payload), pre in zip(
                         messages, parsed, strict=True)
                 ]
-                appended = self._take_appends(session)
                 session.flush()  # cases, incidents, cameras, edges (ORM: they are updated within the batch)
-                for model, rows in ((IncidentEvent, batch.event_rows), (DeadLetter, batch.dead_rows), *appended):
+                for model, rows in ((IncidentEvent, batch.event_rows), (DeadLetter, batch.dead_rows),
+                                    (CaseAudit, batch.audit_rows), (CaseEvidence, batch.evidence_rows)):
                     if rows:  # Core on the table: one executemany (the ORM's bulk path splits rows by their Nones)
                         session.execute(insert(model.__table__), rows)
                 record_many(session, [e for r in results for e in r.events])  # case events: with the change
@@ -270,20 +281,6 @@ class IngestService:
                 self._camera_cache.clear()
                 raise
         return results
-
-    @staticmethod
-    def _take_appends(session: Session) -> list[tuple[type, list[dict[str, Any]]]]:
-        """Audit and evidence rows are append-only and never read back in the batch: take them out of the unit of
-        work (which inserts rows with autoincrement ids one statement at a time) and insert them in bulk after the
-        flush (their cases exist by then)."""
-        out: list[tuple[type, list[dict[str, Any]]]] = []
-        for model in (CaseAudit, CaseEvidence):
-            keys = [c.key for c in model.__mapper__.column_attrs if c.key != "id"]
-            objs = [o for o in session.new if type(o) is model]
-            out.append((model, [{k: getattr(o, k) for k in keys} for o in objs]))
-            for o in objs:
-                session.expunge(o)
-        return out
 
     def _prefetch(self, session: Session, parsed: list[Parsed]) -> _Batch:
         """Load what the batch will look up (known events, incidents, latest case per dedup key) in a few queries."""
@@ -458,9 +455,11 @@ class IngestService:
             select(CaseEvidence.id).where(CaseEvidence.case_id == case_id, CaseEvidence.sha256 == digest).limit(1)
         )
         if exists is None:
-            session.add(CaseEvidence(case_id=case_id, kind=kind, sha256=digest, content_type=snapshot.content_type,
-                                     bytes=len(snapshot.data), at=now, incident_id=incident_id, event_id=event_id,
-                                     actor=SYSTEM_ACTOR))
+            batch.evidence_rows.append({
+                "case_id": case_id, "kind": kind, "sha256": digest, "content_type": snapshot.content_type,
+                "bytes": len(snapshot.data), "at": now, "incident_id": incident_id, "event_id": event_id,
+                "actor": SYSTEM_ACTOR,
+            })
             case = batch.get(session, Case, case_id)
             if kind == "before" and case is not None and case.snapshot_sha256 is None:
                 case.snapshot_sha256 = digest
@@ -501,9 +500,8 @@ class IngestService:
             latest.incident_count += 1
             latest.updated_at = now
             inc.case_id = latest.id
-            session.add(CaseAudit(case_id=latest.id, at=now, actor=SYSTEM_ACTOR, action="incident_appended",
-                                  from_state=latest.state, to_state=latest.state,
-                                  note=f"repeat incident {inc.incident_id}"))
+            batch.audit_rows.append(_audit(latest.id, now, "incident_appended", latest.state, latest.state,
+                                           f"repeat incident {inc.incident_id}"))
             res.case_id = latest.id
             res.events.append(("case.updated", {**case_summary(latest), "action": "incident_appended"}))
             return
@@ -532,12 +530,13 @@ class IngestService:
         note = f"incident {inc.incident_id}"
         if recurrence:
             note += f"; recurrence of {recurrence.public_id}"
-        session.add(CaseAudit(case_id=case.id, at=now, actor=SYSTEM_ACTOR, action="report", from_state=None,
-                              to_state="reported", note=note))
+        batch.audit_rows.append(_audit(case.id, now, "report", None, "reported", note))
         if cat.auto_file or cat.auto_dispatch:
-            apply_action(session, case, "file", SYSTEM_ACTOR, now, self.sla, note="auto-filed (category rule)")
+            batch.audit_rows.append(apply_action_row(case, "file", SYSTEM_ACTOR, now, self.sla,
+                                                     note="auto-filed (category rule)"))
         if cat.auto_dispatch:
-            apply_action(session, case, "dispatch", SYSTEM_ACTOR, now, self.sla, note="auto-dispatched (category rule)")
+            batch.audit_rows.append(apply_action_row(case, "dispatch", SYSTEM_ACTOR, now, self.sla,
+                                                     note="auto-dispatched (category rule)"))
         res.case_id, res.case_created = case.id, True
         res.events.append(("case.created", case_summary(case)))
 

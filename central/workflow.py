@@ -167,6 +167,38 @@ def apply_action(
     store: EvidenceStore | None = None,
 ) -> CaseAudit:
     """Apply one action to ``case`` in ``session`` (no commit). Raises IllegalTransition / TransitionInputError."""
+    _check_action(case, action, note)
+    shas = [check_sha256(s.lower()) for s in (attachments or [])]
+    for s in shas:
+        if store is None or not store.exists(s):
+            raise TransitionInputError(f"attachment {s} was not uploaded")
+    row = _change_state(case, action, actor, now, sla, note=note, squad=squad, assignee=assignee,
+                        department=department)
+    kind = "after" if action == "feedback" else "attachment"
+    linked = set(session.scalars(select(CaseEvidence.sha256).where(CaseEvidence.case_id == case.id))) if shas else set()
+    for s in shas:
+        if s not in linked:  # an upload via add_evidence is already linked
+            ct = store.content_type(s) if store is not None else None
+            size = store.path(s).stat().st_size if store is not None else None
+            session.add(CaseEvidence(case_id=case.id, kind=kind, sha256=s, content_type=ct, bytes=size, at=now,
+                                     actor=actor))
+        if kind == "after":
+            case.after_photo_sha256 = s
+    audit = CaseAudit(**row, attachments_json=shas or None)
+    session.add(audit)
+    return audit
+
+
+def apply_action_row(case: Case, action: str, actor: str, now: datetime, sla: Sla, *,
+                     note: str | None = None) -> dict[str, Any]:
+    """``apply_action`` without attachments or a session, for the ingest's automatic transitions (file, dispatch):
+    the same checks and state change, and the audit row as a dict for the caller to insert in bulk (a ``CaseAudit``
+    object per row is most of the cost of a unit of work that only inserts it)."""
+    _check_action(case, action, note)
+    return {**_change_state(case, action, actor, now, sla, note=note), "attachments_json": None}
+
+
+def _check_action(case: Case, action: str, note: str | None) -> None:
     spec = ACTIONS.get(action)
     if spec is None:
         raise TransitionInputError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
@@ -174,11 +206,14 @@ def apply_action(
         raise IllegalTransition(case.id, action, case.state)
     if action in NOTE_REQUIRED and not (note and note.strip()):
         raise TransitionInputError(f"{action!r} needs a note giving the reason")
-    shas = [check_sha256(s.lower()) for s in (attachments or [])]
-    for s in shas:
-        if store is None or not store.exists(s):
-            raise TransitionInputError(f"attachment {s} was not uploaded")
 
+
+def _change_state(
+    case: Case, action: str, actor: str, now: datetime, sla: Sla, *, note: str | None = None,
+    squad: str | None = None, assignee: str | None = None, department: str | None = None,
+) -> dict[str, Any]:
+    """The state change of a checked action; returns the audit row's fields (without attachments)."""
+    spec = ACTIONS[action]
     before = case.state
     if action == "resume":
         enter_state(case, case.state_before_suspend or "filed", now, sla)
@@ -213,27 +248,12 @@ def apply_action(
             case.assignee = assignee
         if department is not None:
             case.department = department
-
-    kind = "after" if action == "feedback" else "attachment"
-    linked = set(session.scalars(select(CaseEvidence.sha256).where(CaseEvidence.case_id == case.id))) if shas else set()
-    for s in shas:
-        if s not in linked:  # an upload via add_evidence is already linked
-            ct = store.content_type(s) if store is not None else None
-            size = store.path(s).stat().st_size if store is not None else None
-            session.add(CaseEvidence(case_id=case.id, kind=kind, sha256=s, content_type=ct, bytes=size, at=now,
-                                     actor=actor))
-        if kind == "after":
-            case.after_photo_sha256 = s
-    audit = CaseAudit(
-        case_id=case.id, at=now, actor=actor, action=action, from_state=before, to_state=case.state, note=note,
-        attachments_json=shas or None,
-    )
     if action in ("dispatch", "reassign") and (squad or assignee or department):
         extra = ", ".join(f"{k}={v}" for k, v in (("department", department), ("squad", squad),
                                                    ("assignee", assignee)) if v)
-        audit.note = f"{note} ({extra})" if note else extra
-    session.add(audit)
-    return audit
+        note = f"{note} ({extra})" if note else extra
+    return {"case_id": case.id, "at": now, "actor": actor, "action": action, "from_state": before,
+            "to_state": case.state, "note": note}
 
 
 class CaseService:

@@ -192,6 +192,59 @@ def test_repeats_append_to_open_case_and_recurrence_after_close(central) -> None
         assert latest.previous_case_id == again.case_id and latest.recurrence_count == 2
 
 
+def test_one_batch_writes_each_case_audit_trail_and_evidence_in_order(central) -> None:  # type: ignore[no-untyped-def]
+    """Audit and evidence rows go in as one bulk insert per batch (no ORM object each): every row as the workflow
+    writes it, in order, also for a case opened, appended to and auto-dispatched inside the same batch."""
+    parking = incident_payload(position=(0.41, 0.61), snapshot=True)
+    repeat = incident_payload(position=(0.42, 0.62))  # same grid cell: appended to the case opened just before
+    crowd = incident_payload(type="crowd_density", zone="plaza", position=None)
+    results = central.ingest.handle_batch([(topic("edge-test-01"), encode(p)) for p in (parking, repeat, crowd)])
+    assert [r.outcome for r in results] == ["applied"] * 3
+    assert results[1].case_id == results[0].case_id and results[0].case_created and not results[1].case_created
+    with central.session_factory() as s:
+        rows = s.scalars(select(CaseAudit).order_by(CaseAudit.id)).all()
+        got = [(a.case_id, a.actor, a.action, a.from_state, a.to_state, a.note, a.at) for a in rows]
+        parking_case, crowd_case = results[0].case_id, results[2].case_id
+        assert got == [
+            (parking_case, "system", "report", None, "reported", f"incident {parking['incident_id']}", T0),
+            (parking_case, "system", "file", "reported", "filed", "auto-filed (category rule)", T0),
+            (parking_case, "system", "incident_appended", "filed", "filed", f"repeat incident {repeat['incident_id']}",
+             T0),
+            (crowd_case, "system", "report", None, "reported", f"incident {crowd['incident_id']}", T0),
+            (crowd_case, "system", "file", "reported", "filed", "auto-filed (category rule)", T0),
+            (crowd_case, "system", "dispatch", "filed", "dispatched", "auto-dispatched (category rule)", T0),
+        ]
+        assert all(a.attachments_json is None for a in rows)
+        ev = s.scalars(select(CaseEvidence)).all()
+        assert [(e.case_id, e.kind, e.sha256, e.incident_id, e.event_id, e.actor, e.bytes) for e in ev] == [
+            (parking_case, "before", snapshot_block()["sha256"], parking["incident_id"], parking["event_id"], "system",
+             len(TINY_JPEG)),
+        ]
+        assert s.get(Case, crowd_case).state == "dispatched" and s.get(Case, parking_case).incident_count == 2
+
+
+def test_the_ingest_transition_row_matches_apply_action(central) -> None:  # type: ignore[no-untyped-def]
+    """``apply_action_row`` (the ingest's automatic file and dispatch) changes a case exactly as ``apply_action``
+    does and returns the audit row ``apply_action`` would have added."""
+    from central.workflow import apply_action, apply_action_row
+
+    def fresh() -> Case:
+        return Case(id=7, category="crowd_density", state="reported", dedup_key="k", camera_id="c", zone="z",
+                    reported_at=T0, updated_at=T0, due_at=T0, recurrence_count=0, rework_count=0, incident_count=1,
+                    title="t")
+
+    sla = central.ingest.sla
+    with central.session_factory() as s:
+        a, b = fresh(), fresh()
+        for action, note in (("file", "auto-filed"), ("dispatch", "auto-dispatched")):
+            audit = apply_action(s, a, action, "system", T0, sla, note=note)
+            row = apply_action_row(b, action, "system", T0, sla, note=note)
+            assert row == {k: getattr(audit, k) for k in row}
+        s.expunge_all()
+    fields = ("state", "filed_at", "dispatched_at", "stage_started_at", "stage_deadline_at", "updated_at")
+    assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+
+
 def test_crowd_incident_is_auto_dispatched(central) -> None:  # type: ignore[no-untyped-def]
     r = central.send(incident_payload(type="crowd_density", zone="plaza", position=None))
     with central.session_factory() as s:
