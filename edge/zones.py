@@ -112,21 +112,25 @@ class ZoneGeometry:
         rel_h = (xyxy[:, 3] - xyxy[:, 1]) / float(frame_h)
         return (rel_h >= lo) & (rel_h <= hi)
 
-    def watched_mask(self, detections: Detections) -> np.ndarray:
-        """Detections of the zone's watched classes, wherever they are."""
-        return np.isin(detections.class_names, self._watched)
-
     def member_mask(
         self, detections: Detections, frame_size: tuple[int, int], classes: np.ndarray | None = None
     ) -> np.ndarray:
         """Detections of the given classes (default: the zone's watched classes) that belong to the zone."""
+        return self.membership(detections, frame_size, classes)[0]
+
+    def membership(
+        self, detections: Detections, frame_size: tuple[int, int], classes: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(in the zone, outside it): detections of the given classes (default: the zone's watched classes) of a
+        plausible size for the zone, split by whether their anchor (or box share) lies inside."""
         n = len(detections)
         if n == 0:
-            return np.zeros(0, dtype=bool)
+            return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
         wanted = self._watched if classes is None else classes
         mask = np.isin(detections.class_names, wanted)
+        outside = np.zeros(n, dtype=bool)
         if not mask.any():
-            return mask
+            return mask, outside
         idx = np.flatnonzero(mask)
         xyxy = detections.xyxy[idx]
         anchors = self.anchors(xyxy)
@@ -134,9 +138,10 @@ class ZoneGeometry:
             inside = self.inside_fraction(xyxy, frame_size) >= self.zone.min_inside
         else:
             inside = self.contains_points(anchors, frame_size)
-        inside &= self.size_ok(xyxy, anchors, frame_size)
-        mask[idx] = inside
-        return mask
+        plausible = self.size_ok(xyxy, anchors, frame_size)
+        mask[idx] = inside & plausible
+        outside[idx] = ~inside & plausible
+        return mask, outside
 
     def area_px(self, frame_size: tuple[int, int]) -> float:
         return float(self.polygon_px(frame_size).area)

@@ -42,6 +42,7 @@ class Spot:
     hits: int = 1
     track_ids: list[int] = field(default_factory=list)
     pinned: bool = False  # an open incident refers to this spot: never drop it early
+    detected_at: float = float("-inf")  # last detection that placed it (not a join-only sighting)
     data: dict[str, Any] = field(default_factory=dict)  # rule-specific state
 
     @property
@@ -88,8 +89,9 @@ class StationaryMemory:
         """Match this frame's detections to spots. Returns (spots seen now, spots forgotten now).
 
         ``may_join(spot, detection index)`` and ``may_merge(young, old)`` let a rule veto a match with its
-        own evidence (parking: the patch at the spot no longer shows the same vehicle). Detections flagged in
-        ``join_only`` may refresh an existing spot but never start one.
+        own evidence (parking: the patch at the spot no longer shows the same vehicle). A detection flagged in
+        ``join_only`` counts as a sighting of an existing spot (hits, last seen) but never starts one and never
+        moves its box, anchor, class or track ids: it may be another object just beside it.
         """
         n = len(xyxy)
         sizes = np.sqrt(np.clip(xyxy[:, 2] - xyxy[:, 0], 1, None) * np.clip(xyxy[:, 3] - xyxy[:, 1], 1, None))
@@ -123,8 +125,13 @@ class StationaryMemory:
                         continue
                     used_spots.add(int(si))
                     assigned[di] = si
-                    self._refresh(self.spots[si], xyxy[di], anchors[di], classes[di], scores[di], track_ids[di], now)
-                    seen.append(self.spots[si])
+                    spot = self.spots[si]
+                    if join_only is not None and join_only[di]:  # a sighting, not a new position or identity
+                        spot.last_seen = now
+                        spot.hits += 1
+                    else:
+                        self._refresh(spot, xyxy[di], anchors[di], classes[di], scores[di], track_ids[di], now)
+                    seen.append(spot)
         moved_tracks = set()
         for di in np.flatnonzero(assigned < 0):
             if join_only is not None and join_only[di]:
@@ -137,6 +144,7 @@ class StationaryMemory:
                 cls=str(classes[di]),
                 started_at=now,
                 last_seen=now,
+                detected_at=now,
                 confidence=float(scores[di]),
                 track_ids=[int(track_ids[di])] if track_ids[di] >= 0 else [],
             )
@@ -214,6 +222,7 @@ class StationaryMemory:
         s.cls = str(cls)
         s.confidence = float(score)
         s.last_seen = now
+        s.detected_at = now
         s.hits += 1
         if track_id >= 0 and int(track_id) not in s.track_ids:
             s.track_ids.append(int(track_id))

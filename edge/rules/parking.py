@@ -39,8 +39,9 @@ from __future__ import annotations
 import numpy as np
 
 from edge.detections import Detections
-from edge.detectors.postprocess import overlap_of_smaller
+from edge.detectors.postprocess import box_iou, overlap_of_smaller
 from edge.incidents import EvidenceFrame, Incident, IncidentEvent, Subject
+from edge.labels import class_family
 from edge.rules import appearance
 from edge.rules.base import Scene, ZoneRule
 from edge.rules.common import Spot, StationaryMemory
@@ -61,6 +62,7 @@ MIN_DETECTION_RATE = 0.2
 # every sample (less while something passes in front); a lane of similar-looking cars matches now and then.
 MIN_PRESENCE_RATE = 0.4
 REJECT_AFTER = 2  # samples without a single appearance match after which a spot is passing traffic
+RETAKE_IOU = 0.7  # a detection this much on the reference box may retake a reference that never matched in full
 ONE_VEHICLE_OVERLAP = 0.5  # of the smaller box: two spots this much on top of each other are one vehicle
 
 
@@ -110,13 +112,12 @@ class ParkingRule(ZoneRule):
 
         Returns (spots present now: detected or their patch still matching, spots forgotten now)."""
         grey = scene.grey
-        in_zone = self.geometry.member_mask(detections, frame_size)
-        # With images, a box of a vehicle already remembered here still counts when its anchor has slipped just
-        # out of the polygon: a detector's box edge jumps by a tenth of its height between samples (zoomed
-        # windows against the whole frame), and the vehicle has not moved. Identity (anchor tolerance and
-        # appearance, below) decides whether it joins a spot; such a box never starts one.
-        joinable = (self.geometry.watched_mask(detections) & ~in_zone) if grey is not None and self.memory.spots \
-            else np.zeros(len(detections), dtype=bool)
+        in_zone, outside = self.geometry.membership(detections, frame_size)
+        # With images, a box of a vehicle already remembered here still counts as a sighting of it when its anchor
+        # has slipped just out of the polygon: a detector's box edge jumps by a tenth of its height between
+        # samples (zoomed windows against the whole frame), and the vehicle has not moved. Identity (anchor
+        # tolerance and appearance, below) decides whether it joins a spot; such a box never starts one.
+        joinable = outside if grey is not None and self.memory.spots else np.zeros(len(detections), dtype=bool)
         sel_mask = in_zone | joinable
         sel = detections[sel_mask]
         join_only = joinable[sel_mask]
@@ -145,7 +146,30 @@ class ParkingRule(ZoneRule):
             for spot in seen:
                 if "ref" not in spot.data:
                     self._take_reference(spot, grey)
+                elif spot.detected_at == now and self._reference_only_partial(spot):
+                    self._restart(spot, grey, now)
         return seen, forgotten
+
+    @staticmethod
+    def _reference_only_partial(spot: Spot) -> bool:
+        """The spot was just detected as the same object as at its reference (same class family, the box on
+        the reference box), and that reference has matched since, but never in full: it caught something that
+        has gone, typically the driver getting out or a pedestrian in front of the car."""
+        d = spot.data
+        return (d.get("ref") is not None and d.get("incident") is None and d.get("full_matches", 0) == 0
+                and d.get("confirms", 0) > 0 and d.get("ref_samples", 0) >= REJECT_AFTER
+                and class_family(spot.cls) == class_family(d.get("ref_cls", ""))
+                and float(box_iou(spot.box[None, :], d["ref_box"][None, :])[0, 0]) >= RETAKE_IOU)
+
+    def _restart(self, spot: Spot, grey: np.ndarray, now: float) -> None:
+        """A fresh reference from this frame, and the timer starts again from now: the car is timed from this
+        sighting (its dwell under-reported by the wait, never over-reported). It needs ``MIN_DETECTIONS`` more
+        detections after this one before an incident may open, so a junk box over parked cars and a lane (whose
+        reference caught a passing car) does not gain a clean reference from one more stray sighting."""
+        spot.started_at = now
+        spot.data.pop("arrival", None)
+        spot.data["hits_before_restart"] = spot.hits - 1
+        self._take_reference(spot, grey)
 
     # ------------------------------------------------------------------ appearance evidence
 
@@ -157,11 +181,12 @@ class ParkingRule(ZoneRule):
         """
         present: set[int] = set()
         for spot in self.memory.spots:
-            spot.data["samples"] = spot.data.get("samples", 0) + 1
+            spot.data["samples"] = spot.data.get("samples", 0) + 1  # since first seen: the detection rate
+            spot.data["ref_samples"] = spot.data.get("ref_samples", 0) + 1  # since the reference: appearance
             ref = spot.data.get("ref")
             if ref is None:
                 continue
-            if spot.data.get("confirms", 0) == 0 and spot.data["samples"] > REJECT_AFTER:
+            if spot.data.get("confirms", 0) == 0 and spot.data["ref_samples"] > REJECT_AFTER:
                 # never looked the same since it was first seen: passing traffic. Stop checking it (it is not
                 # joinable either; a later detection there starts a spot with a fresh reference).
                 spot.data.update(ref=None, rejected=True)
@@ -187,18 +212,22 @@ class ParkingRule(ZoneRule):
         p = appearance.patch(grey, spot.box)
         spot.data["ref"] = p if p is not None and appearance.textured(p) else None
         spot.data["ref_box"] = spot.box.copy()
+        spot.data["ref_cls"] = spot.cls
         spot.data["confirms"] = 0
         spot.data["full_matches"] = 0
+        spot.data["ref_samples"] = 0
 
     def _due(self, spot: Spot, now: float, with_images: bool) -> bool:
-        if spot.hits < MIN_DETECTIONS or now - self.dwell_start(spot.started_at) < self.zone.dwell_s:
+        if (spot.hits - spot.data.get("hits_before_restart", 0) < MIN_DETECTIONS
+                or now - self.dwell_start(spot.started_at) < self.zone.dwell_s):
             return False
         if with_images:  # the vehicle must have been seen to stay: a textured reference, confirmed since
             samples = spot.data.get("samples", 0) + 1
+            ref_samples = spot.data.get("ref_samples", 0) + 1
             confirms = spot.data.get("confirms", 0)
             return (spot.data.get("ref") is not None and confirms >= MIN_CONFIRMS
                     and spot.data.get("full_matches", 0) >= MIN_CONFIRMS
-                    and spot.hits / samples >= MIN_DETECTION_RATE and confirms / samples >= MIN_PRESENCE_RATE)
+                    and spot.hits / samples >= MIN_DETECTION_RATE and confirms / ref_samples >= MIN_PRESENCE_RATE)
         return True
 
     def _another_incident_on(self, spot: Spot, seen: list[Spot]) -> bool:
