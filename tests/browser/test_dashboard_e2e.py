@@ -362,3 +362,19 @@ def test_tablet_and_chinese_labels(sign_in: SignIn, central: RunningCentral, art
     page.select_option("#lang-select", "en")
     publish_docs_screenshots(artifacts, ["queue", "case", "case-viewer", "cameras", "analytics", "zones",
                                          "queue-tablet", "queue-zh", "login"])
+
+
+def test_zone_editor_draws_a_parking_zones_bays(sign_in: SignIn, central: RunningCentral) -> None:
+    """Bays written in cameras.yaml (one polygon per space) are drawn over the parking zone, not hidden."""
+    text = central.zone_file.read_text(encoding="utf-8")
+    bays = ("        bays: [[[0.1, 0.6], [0.2, 0.6], [0.2, 0.8], [0.1, 0.8]],\n"
+            "               [[0.2, 0.6], [0.3, 0.6], [0.3, 0.8], [0.2, 0.8]]]\n")
+    assert text.count("        capacity: 18\n") == 1
+    central.zone_file.write_text(text.replace("        capacity: 18\n", bays), encoding="utf-8")
+    try:
+        assert load_config(central.zone_file)  # still a valid edge config
+        page = sign_in("admin", viewport={"width": 1366, "height": 960}, next_path="/zones?camera=cam-carpark-01")
+        expect(page.locator("body[data-ready=true]")).to_have_count(1)
+        expect(page.locator("#ze-svg polygon.zone-bay")).to_have_count(2)
+    finally:  # the module's other tests share this central and its managed file
+        central.zone_file.write_text(text, encoding="utf-8")

@@ -55,6 +55,10 @@ function render() {
     });
     poly.addEventListener('pointerdown', (ev) => { if (!state.drawing) { ev.stopPropagation(); select(zi); } });
     svg.append(poly);
+    (Array.isArray(z.bays) ? z.bays : []).forEach((bay) => {  // legal bays: drawn, edited in cameras.yaml
+      if (!Array.isArray(bay) || bay.length < 3) return;
+      svg.append(svgEl('polygon', { points: bay.map((p) => px(p).join(',')).join(' '), class: 'zone zone-bay' }));
+    });
     const [lx, ly] = px(z.points[0]);
     const label = svgEl('text', { x: lx + 6, y: ly + 18, class: 'zone zone-label' });
     label.textContent = z.name || '';
