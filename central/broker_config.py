@@ -35,6 +35,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from central.files import atomic_write
+
 # Same rule as edge_id in cameras.yaml (edge/config.py ID_PATTERN): safe as an MQTT topic level, a user name and
 # an ACL word (no '/', '+', '#', ':', spaces).
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -239,15 +241,7 @@ def read_password_file(path: Path) -> dict[str, str]:
 def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
     """Write atomically; the file has ``mode`` from its creation (never briefly world-readable)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text.encode(), mode=mode)
 
 
 def render_credentials(creds: dict[str, str], site: BrokerSite) -> str:

@@ -33,9 +33,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from central import edge_messages
 from central.config import CentralConfig
 from central.db import DeadLetter
+from central.files import atomic_write
 from central.images import ImageRefused, decode_checked
 from central.ingest_parse import DeadLetterReason, decode_json
-from central.store import atomic_write
 
 log = logging.getLogger(__name__)
 

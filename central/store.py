@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Protocol
+
+from central.files import atomic_write
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
@@ -20,19 +20,6 @@ class EvidenceError(ValueError):
 
 class EvidenceNotFound(KeyError):
     pass
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file beside it, so readers see the old file or the whole new one
-    (never a part); the temporary file is removed when the write fails."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_sha256(sha256: str) -> str:

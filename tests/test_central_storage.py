@@ -15,9 +15,10 @@ from sqlalchemy import inspect, select, text
 
 from central.config import CentralConfigError, load_central_config, parse_central_config
 from central.db import ApiToken, Base, Case, make_engine, make_session_factory, upgrade
+from central.files import atomic_write
 from central.routing import route
 from central.silences import SilenceError, create_silence, matching_silence
-from central.store import EvidenceError, EvidenceNotFound, FileEvidenceStore, atomic_write
+from central.store import EvidenceError, EvidenceNotFound, FileEvidenceStore
 from central.tokens import create_token, revoke_token, verify_token
 from tests.central_support import T0, TINY_JPEG, incident_payload, make_central
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import copy
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from central.files import atomic_write
 from edge.config import ID_PATTERN, ConfigError, parse_config
 
 MINIMAL_EDGE_ID = "zone-editor"
@@ -156,7 +156,7 @@ def save_zones(camera_id: Any, zones: Any, managed: Path | None, actor: str = ""
     doc, _ = build_document(camera_id, [_clean_zone(z) for z in zones], managed, must_exist=True)
     if yaml.safe_load(text) != doc:
         raise ZoneEditorError(500, "the round-trip YAML writer changed more than the zones; nothing was saved")
-    _atomic_write(managed, text)
+    _save_with_backup(managed, text)
     return result
 
 
@@ -379,20 +379,11 @@ def _with_tail_of(old: list[str], new: list[str]) -> list[str]:
     return body + tail
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _save_with_backup(path: Path, text: str) -> None:
+    """The previous file is kept as ``<name>.bak``; the new one, with the old one's permissions, replaces it whole."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:  # the text's own line ends, untranslated
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            backup = path.with_name(path.name + ".bak")
-            backup.write_bytes(path.read_bytes())
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    mode = None
+    if path.exists():
+        path.with_name(path.name + ".bak").write_bytes(path.read_bytes())
+        mode = path.stat().st_mode & 0o777
+    atomic_write(path, text.encode("utf-8"), mode=mode, durable=True)  # the text's own line ends, untranslated
