@@ -99,9 +99,8 @@ class StationaryMemory:
         assigned = np.full(n, -1, dtype=np.int64)
         seen: list[Spot] = []
         if self.spots and n:
-            refs = np.stack([s.ref for s in self.spots])
             spot_sizes = np.array([s.size for s in self.spots])
-            dist = np.linalg.norm(refs[:, None, :] - anchors[None, :, :], axis=2) / spot_sizes[:, None]
+            dist = self._anchor_distances(anchors)
             ratio = sizes[None, :] / spot_sizes[:, None]
             allowed = (dist <= self.tolerance) & (ratio >= 1 / MAX_SIZE_RATIO) & (ratio <= MAX_SIZE_RATIO)
             free = (track_ids < 0) | local  # may join any spot; others only a spot that already has their id
@@ -208,6 +207,18 @@ class StationaryMemory:
             return seen
         self.spots = [s for k, s in enumerate(spots) if k not in merged]
         return [s for s in self.spots if id(s) in seen_ids]
+
+    def near_a_spot(self, anchors: np.ndarray) -> np.ndarray:
+        """Per anchor: within ``tolerance`` (of the spot's size) of some spot's reference anchor."""
+        if not self.spots or not len(anchors):
+            return np.zeros(len(anchors), dtype=bool)
+        return (self._anchor_distances(anchors) <= self.tolerance).any(axis=0)
+
+    def _anchor_distances(self, anchors: np.ndarray) -> np.ndarray:
+        """[spot, anchor]: distance from the spot's reference anchor, in units of the spot's size."""
+        refs = np.stack([s.ref for s in self.spots])
+        sizes = np.array([s.size for s in self.spots])
+        return np.linalg.norm(refs[:, None, :] - anchors[None, :, :], axis=2) / sizes[:, None]
 
     def touch(self, spot: Spot, now: float) -> None:
         """The object was seen at its place by other evidence (appearance) though no detection matched it."""

@@ -117,7 +117,9 @@ class ParkingRule(ZoneRule):
         # has slipped just out of the polygon: a detector's box edge jumps by a tenth of its height between
         # samples (zoomed windows against the whole frame), and the vehicle has not moved. Identity (anchor
         # tolerance and appearance, below) decides whether it joins a spot; such a box never starts one.
-        joinable = outside if grey is not None and self.memory.spots else np.zeros(len(detections), dtype=bool)
+        joinable = np.zeros(len(detections), dtype=bool)
+        if grey is not None and self.memory.spots and outside.any():  # only boxes beside a remembered vehicle
+            joinable[outside] = self.memory.near_a_spot(self.geometry.anchors(detections.xyxy[outside]))
         sel_mask = in_zone | joinable
         sel = detections[sel_mask]
         join_only = joinable[sel_mask]
