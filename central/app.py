@@ -56,10 +56,10 @@ BODY_OVERHEAD_BYTES = 256 * 1024
 
 def _start_ingest(app: FastAPI) -> Any:
     """Start central-core's MQTT ingest thread; returns the runner (it has ``stop()``)."""
-    from central import mqtt_ingest
+    from central.ingest_process import make_ingest
 
     st = app.state
-    runner = mqtt_ingest.MqttIngest(
+    runner = make_ingest(
         st.config, session_factory=st.session_factory, bus=st.bus, clock=st.clock, store=st.store
     )
     st.metrics.instrument(runner.ingest)

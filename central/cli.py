@@ -84,7 +84,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """MQTT ingest only (no HTTP): for dedicated ingest instances on a shared subscription."""
     from central.db import make_engine, make_session_factory, upgrade
-    from central.mqtt_ingest import MqttIngest, tune_gc
+    from central.ingest_process import make_ingest
+    from central.mqtt_ingest import tune_gc
 
     cfg = _load(args)
     if not args.no_migrate:
@@ -93,7 +94,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from central.events import EventBus
 
     bus = EventBus()
-    runner = MqttIngest(cfg, session_factory=sf, bus=bus)
+    runner = make_ingest(cfg, session_factory=sf, bus=bus)
     tune_gc()  # a dedicated ingest process: see mqtt_ingest.tune_gc
     responder = None
     if cfg.crowd_response.plans:  # crowd incident events are live, seen only here: this process sends the plans

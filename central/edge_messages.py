@@ -35,7 +35,17 @@ LEAVES = ("status", "heartbeat", "crowd", "frame", "occupancy")
 MAX_DEPTH = 16
 MAX_NODES = 20_000
 MAX_SAFE_INT = 2**53
-_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def bad_text(value: str) -> str | None:
+    """"a NUL character" or "a lone surrogate" if ``value`` holds one (what no database column should store), else
+    None. ``in`` and ``isascii`` first: a regex over an 11 KB base64 snapshot costs 10-20 µs, these well under 1."""
+    if "\x00" in value:
+        return "a NUL character"
+    if not value.isascii() and _SURROGATE.search(value):  # (an ASCII string cannot hold a surrogate)
+        return "a lone surrogate"
+    return None
 
 
 @cache
@@ -92,16 +102,15 @@ def check_values(data: Any) -> tuple[str, str] | None:
             if abs(value) > MAX_SAFE_INT:
                 return "invalid_number", f"{path or '<root>'}: integer of {value.bit_length()} bits is beyond ±2^53"
         elif isinstance(value, str):
-            m = _BAD_TEXT.search(value)
-            if m:
-                what = "a NUL character" if m.group() == "\x00" else "a lone surrogate"
+            what = bad_text(value)
+            if what:
                 return "invalid_text", f"{path or '<root>'}: text contains {what}"
         elif isinstance(value, dict | list):
             if depth >= MAX_DEPTH:
                 return "too_deep", f"{path or '<root>'}: nested deeper than {MAX_DEPTH} levels"
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for k, v in items:
-                if isinstance(k, str) and _BAD_TEXT.search(k):
+                if isinstance(k, str) and bad_text(k):
                     return "invalid_text", f"{path or '<root>'}: a key contains a NUL character or a lone surrogate"
                 stack.append((v, f"{path}/{k}", depth + 1))
     return None

@@ -61,7 +61,6 @@ MAX_SAFE_INT = 2**53  # beyond this JSON numbers stop being exact (JavaScript, j
 INT4_MAX = 2**31 - 1  # INTEGER columns (seq) on PostgreSQL; SQLite would store more, so both refuse more
 _MAX_INT_DIGITS = 16  # 2^53 has 16 digits: longer digit strings are refused without calling int()
 _MAX_LEN = {"event_id": 64, "incident_id": 64, "type": 48, "edge_id": 128}
-_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 # identifiers and labels: other (control, format such as bidi overrides, surrogate, private use, unassigned incl.
 # non-characters like U+FFFF) and line/paragraph separators
 _BAD_LABEL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
@@ -73,6 +72,9 @@ class DeadLetterReason(Exception):
     def __init__(self, reason: str, detail: str):
         self.reason, self.detail = reason, detail
         super().__init__(f"{reason}: {detail}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled by central.ingest_process: rebuilt from both fields
+        return (DeadLetterReason, (self.reason, self.detail))
 
 
 # --------------------------------------------------------------------------- typed messages
@@ -255,7 +257,6 @@ def _scan(payload: bytes) -> DeadLetterReason | None:
         return DeadLetterReason("too_large", f"more than {MAX_NODES} values")
     if _count_upto(payload, b"[", MAX_DEPTH + 1) + _count_upto(payload, b"{", MAX_DEPTH + 1) <= MAX_DEPTH:
         return None  # cannot be too deep: the common case, a few memchr calls
-    brackets = payload.count(b"[") + payload.count(b"{")
     depth = 0
     # a string is one token, so brackets inside strings do not count; hostile depth shows in the first tokens
     for m in itertools.islice(_TOKEN.finditer(payload), 2 * MAX_NODES):
@@ -266,7 +267,7 @@ def _scan(payload: bytes) -> DeadLetterReason | None:
                 return DeadLetterReason("too_deep", f"nested deeper than {MAX_DEPTH} levels")
         elif c == 93 or c == 125:  # ] }
             depth -= 1
-    if brackets > MAX_NODES:  # every container is a value
+    if payload.count(b"[") + payload.count(b"{") > MAX_NODES:  # every container is a value
         return DeadLetterReason("too_large", f"more than {MAX_NODES} values")
     return None
 
@@ -277,11 +278,11 @@ def _bad_strings(data: Any) -> str | None:
     while stack:
         value, path = stack.pop()
         if isinstance(value, str):
-            if _BAD_TEXT.search(value):
+            if edge_messages.bad_text(value):
                 return path or "<root>"
         elif isinstance(value, dict):
             for k, v in value.items():
-                if _BAD_TEXT.search(k):
+                if edge_messages.bad_text(k):
                     return f"{path}/<key>"
                 stack.append((v, f"{path}/{k}"))
         elif isinstance(value, list):

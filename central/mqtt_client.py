@@ -11,6 +11,10 @@ protocol:
   paho's small reads from that buffer; ``pending()`` (which paho already honours for TLS sockets) reports the
   buffered bytes, so ``select`` does not wait while whole packets are buffered, and ``loop_read`` handles up to
   ``READ_BURST`` buffered packets per call instead of one.
+- **Whole packets** in that buffer are taken from it in one slice (``_ReadBuffer.take_packet``) and handled, where
+  paho reads the command byte, each byte of the remaining length and the body with a call each and appends the body
+  to a bytearray; with no per-topic callbacks, ``on_message`` is called without matching the topic against them.
+  Together 10 → 5 µs per packet (a 900-byte PUBLISH, measured on a buffer of 20,000).
 - **PUBLISH packets** are decoded with one copy of the payload (paho's ``decode_publish`` copies the packet with
   ``struct.unpack`` three or four times over, 200 KB each for a 200 KB message) and no ``Properties`` object when the
   packet carries no properties (what Mosquitto forwards for our edges); QoS 2 and MQTT 3 packets take paho's path.
@@ -18,9 +22,10 @@ protocol:
   4-byte MQTT v5 PUBACK packets ``ack`` sends, reason code omitted = success), with one wake-up instead of one per
   message. The broker cannot tell the difference: TCP is a byte stream.
 
-All three rely on paho internals (``_create_socket``, ``_sock``, ``_in_packet``, ``_handle_publish``,
-``_handle_on_message``, ``_packet_queue``) that paho 2.1-2.2 have; should a later paho lack them,
-``buffered_reads``/``lean_publish``/``batched_acks`` are False and the stock behaviour is used.
+All of them rely on paho internals (``_create_socket``, ``_sock``, ``_in_packet``, ``_packet_read``,
+``_packet_handle``, ``_handle_publish``, ``_handle_on_message``, ``_packet_queue``) that paho 2.1-2.2 have; should a
+later paho lack them, ``buffered_reads``/``fast_reads``/``lean_publish``/``batched_acks`` are False and the stock
+behaviour is used.
 """
 
 from __future__ import annotations
@@ -63,6 +68,31 @@ class _ReadBuffer:
             self._buf, self._pos = b"", 0
         return out
 
+    def take_packet(self) -> tuple[int, bytes] | None:
+        """(command byte, rest of the packet) of the next MQTT packet if it is all in the buffer, else None (nothing
+        taken: paho's reader then reads it, the socket included). A remaining length of more than 4 bytes is left to
+        paho's reader too, which refuses it."""
+        buf, start = self._buf, self._pos
+        n = len(buf)
+        length, shift, i = 0, 0, start + 1
+        while True:
+            if i >= n or i - start > 4:
+                return None
+            byte = buf[i]
+            i += 1
+            length |= (byte & 127) << shift
+            shift += 7
+            if not byte & 128:
+                break
+        end = i + length
+        if end > n:
+            return None
+        if end == n:
+            self._buf, self._pos = b"", 0
+        else:
+            self._pos = end
+        return buf[start], buf[i:end]
+
     @property
     def buffered(self) -> int:
         return len(self._buf) - self._pos
@@ -84,6 +114,8 @@ class IngestClient(mqtt.Client):
     buffered_reads = hasattr(mqtt.Client, "_create_socket") and hasattr(mqtt.Client, "_sock_recv")
     batched_acks = hasattr(mqtt.Client, "_packet_queue")
     lean_publish = all(hasattr(mqtt.Client, a) for a in ("_handle_publish", "_handle_on_message", "_send_puback"))
+    fast_reads = buffered_reads and all(hasattr(mqtt.Client, a) for a in ("_packet_read", "_packet_handle",
+                                                                          "_loop_rc_handle"))
 
     def _create_socket(self) -> Any:
         sock = super()._create_socket()
@@ -97,8 +129,55 @@ class IngestClient(mqtt.Client):
             sock = self._sock
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, _ReadBuffer) or not sock.buffered:
                 break
-            rc = super().loop_read(1)
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)  # type: ignore[no-any-return]
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
         return rc
+
+    def _packet_read(self) -> MQTTErrorCode:
+        """A packet that is whole in the read buffer is handled straight from it; anything else as paho does."""
+        sock = self._sock
+        if not self.fast_reads or not isinstance(sock, _ReadBuffer) or self._in_packet["command"] != 0:
+            return super()._packet_read()  # type: ignore[no-any-return]
+        taken = sock.take_packet()
+        if taken is None:
+            return super()._packet_read()  # type: ignore[no-any-return]
+        command, body = taken
+        self._in_packet = {"command": command, "have_remaining": 1, "remaining_count": [], "remaining_mult": 1,
+                           "remaining_length": len(body), "packet": body, "to_process": 0, "pos": 0}
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+                           "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0}
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        return rc  # type: ignore[no-any-return]
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        self._filtered_callbacks = True
+        super().message_callback_add(sub, callback)
+
+    def _deliver(self, message: mqtt.MQTTMessage) -> None:
+        """``on_message(message)`` as paho's ``_handle_on_message`` calls it, without matching the topic against
+        per-topic callbacks when there are none (a generator walk of the topic tree per message)."""
+        if getattr(self, "_filtered_callbacks", False):
+            self._handle_on_message(message)
+            return
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
 
     def _handle_publish(self) -> MQTTErrorCode:
         header = self._in_packet["command"]
@@ -141,7 +220,7 @@ class IngestClient(mqtt.Client):
         message.properties = properties
         message.payload = payload
         message.timestamp = mqtt.time_func()
-        self._handle_on_message(message)
+        self._deliver(message)
         if qos == 1 and not self._manual_ack:
             return self._send_puback(mid)  # type: ignore[no-any-return]
         return MQTTErrorCode.MQTT_ERR_SUCCESS

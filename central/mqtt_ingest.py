@@ -63,6 +63,30 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
+def live_frame_ingest(config: CentralConfig, session_factory: sessionmaker[Session]) -> LiveFrameIngest | None:
+    """The live-frame side path when ``live_frames.enabled`` (central/live_frames.py), else None."""
+    if not config.live_frames.enabled:
+        return None
+    return LiveFrameIngest(config, LiveFrameStore(config.live_frames.directory(config.evidence_dir)), session_factory)
+
+
+def file_with_retry(ingest: IngestService, messages: list[Any], stats: dict[str, Any], stop: threading.Event
+                    ) -> list[Any] | None:
+    """``ingest.handle_batch(messages)``, retried while the database is unavailable (counted in ``stats``); None
+    if ``stop`` is set first: then nothing was committed and nothing may be acknowledged."""
+    delay = 0.5
+    while True:
+        try:
+            return ingest.handle_batch(messages)
+        except Exception as e:  # database unavailable: keep the messages unacknowledged and retry
+            stats["db_errors"] += 1
+            stats["last_error"] = f"database: {e}"[:500]
+            log.error("ingest batch of %d not committed (%s); retrying in %.1fs", len(messages), e, delay)
+            if stop.wait(delay):
+                return None  # not acked: the broker redelivers after restart
+            delay = min(delay * 2, 10.0)
+
+
 @dataclass
 class _Msg:
     topic: str
@@ -77,6 +101,8 @@ class _Msg:
 class MqttIngest:
     """Runs the MQTT client (paho network thread) and a batch worker thread. ``start()`` / ``stop()``."""
 
+    _batches_held = 1  # unacknowledged batches outside the receive queue: the one being filed
+
     def __init__(
         self,
         config: CentralConfig,
@@ -89,15 +115,14 @@ class MqttIngest:
     ):
         self.config = config
         self.mq = config.mqtt
-        store = store or FileEvidenceStore(config.evidence_dir, max_bytes=config.max_snapshot_bytes)
-        self.ingest = ingest or IngestService(session_factory, config, clock=clock, store=store, bus=bus)
+        if ingest is None:
+            store = store or FileEvidenceStore(config.evidence_dir, max_bytes=config.max_snapshot_bytes)
+            ingest = IngestService(session_factory, config, clock=clock, store=store, bus=bus)
+        self.ingest = ingest
         self._queue: ReceiveQueue[_Msg] = ReceiveQueue(self.mq.queue_messages, self.mq.queue_max_bytes)
         self._put_wait_s = self.mq.keepalive_s / 4
         self._overflow_logged = 0.0
-        self.frames: LiveFrameIngest | None = None
-        if config.live_frames.enabled:
-            frames_dir = config.live_frames.directory(config.evidence_dir)
-            self.frames = LiveFrameIngest(config, LiveFrameStore(frames_dir), session_factory)
+        self.frames: Any = self._make_frames(session_factory)  # a LiveFrameIngest, or None
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._subscribed = threading.Event()
@@ -111,6 +136,9 @@ class MqttIngest:
             "dropped_qos0": 0, "over_bound": 0,
         }
         self.client = self._make_client()
+
+    def _make_frames(self, session_factory: sessionmaker[Session]) -> Any:
+        return live_frame_ingest(self.config, session_factory)
 
     # ------------------------------------------------------------------ client
 
@@ -138,7 +166,7 @@ class MqttIngest:
     def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.mq.session_expiry_s
-        props.ReceiveMaximum = min(65535, max(20, self.mq.queue_messages + 4 * self.mq.batch_max))
+        props.ReceiveMaximum = min(65535, max(20, self.mq.queue_messages + self._batches_held * 4 * self.mq.batch_max))
         return props
 
     def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any, _props: Any) -> None:
@@ -183,14 +211,15 @@ class MqttIngest:
             log.warning("MQTT disconnected (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
-        if self.frames is not None and is_frame_topic(msg.topic, self.mq.topic_prefix):
-            self.frames.submit(msg.topic, bytes(msg.payload))  # best effort: no batch, no ack to wait for
+        topic = msg.topic  # (decoded from bytes at every access)
+        if self.frames is not None and is_frame_topic(topic, self.mq.topic_prefix):
+            self.frames.submit(topic, bytes(msg.payload))  # best effort: no batch, no ack to wait for
             if msg.qos > 0:
                 self.client.ack(msg.mid, msg.qos)
             return
         self.stats["received"] += 1
-        m = _Msg(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.monotonic())
-        size = len(m.payload) + len(m.topic)
+        m = _Msg(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.monotonic())
+        size = len(m.payload) + len(topic)
         if self._queue.put(m, size, self._put_wait_s):
             return
         if self._stop.is_set():
@@ -236,25 +265,17 @@ class MqttIngest:
         return batch
 
     def _process(self, batch: list[_Msg]) -> None:
-        delay = 0.5
-        while True:
-            try:
-                results = self.ingest.handle_batch([m.prepared or (m.topic, m.payload) for m in batch])
-                break
-            except Exception as e:  # database unavailable: keep the messages unacknowledged and retry
-                self.stats["db_errors"] += 1
-                self.stats["last_error"] = f"database: {e}"[:500]
-                log.error("ingest batch of %d not committed (%s); retrying in %.1fs", len(batch), e, delay)
-                if self._stop.wait(delay):
-                    return  # not acked: the broker redelivers after restart
-                delay = min(delay * 2, 10.0)
+        results = file_with_retry(self.ingest, [m.prepared or (m.topic, m.payload) for m in batch], self.stats,
+                                  self._stop)
+        if results is not None:
+            self._acknowledge(batch, [r.outcome for r in results])
+
+    def _acknowledge(self, batch: list[_Msg], outcomes: list[str]) -> None:
+        """Count the committed batch's outcomes and PUBACK its messages."""
         self.stats["batches"] += 1
         self.stats["processed"] += len(batch)
-        for r in results:
-            if r.outcome == "dead_letter":
-                self.stats["dead_letters"] += 1
-            elif r.outcome == "duplicate":
-                self.stats["duplicates"] += 1
+        self.stats["dead_letters"] += outcomes.count("dead_letter")
+        self.stats["duplicates"] += outcomes.count("duplicate")
         with self._gen_lock:  # the generation cannot move (disconnect/connect) while the acks are queued
             gen = self._generation
             # A message received on an earlier connection is redelivered by the broker after reconnecting; acking
@@ -307,10 +328,14 @@ class MqttIngest:
         self._queue.close()  # the network thread must not wait for room the stopped worker will not make
         if self._worker is not None:
             self._worker.join(timeout=drain_timeout)
+        self._before_disconnect(deadline + drain_timeout)
         self.client.disconnect()
         self.client.loop_stop()
         if self.frames is not None:
             self.frames.stop()
+
+    def _before_disconnect(self, deadline: float) -> None:
+        """Hook: the last acknowledgements are queued by now (``central.ingest_process`` waits for its filer)."""
 
     @property
     def connected(self) -> bool:

@@ -31,7 +31,8 @@ def test_lifespan_runs_mqtt_ingest(tmp_path: Path, mosquitto) -> None:  # type: 
     with TestClient(app) as client:
         ingest = app.state.ingest
         assert ingest is not None and ingest.wait_subscribed(10)
-        assert client.get("/healthz").json()["ingest"]["connected"] is True
+        health = client.get("/healthz").json()["ingest"]
+        assert health["connected"] is True and health["subscribed"] is True
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-{uuid.uuid4().hex[:8]}")
         pub.connect(mosquitto.host, mosquitto.port)
         pub.loop_start()

@@ -47,6 +47,24 @@ def test_queue_is_bounded_by_count_and_waits_for_room() -> None:
         q.get(timeout=0.05)
 
 
+def test_a_waiting_producer_is_woken_once_a_quarter_of_the_queue_is_free() -> None:
+    """Not after every item taken: woken per item, the network thread would take the GIL from the worker once per
+    message under a flood (a thread switch each) to queue one message and wait again."""
+    q: ReceiveQueue[int] = ReceiveQueue(max_items=8, max_bytes=10_000)
+    for i in range(8):
+        assert q.put(i, 1, wait=1)
+    got: list[bool] = []
+    producer = threading.Thread(target=lambda: got.append(q.put(8, 1, wait=60)))
+    producer.start()
+    time.sleep(0.2)
+    q.get_nowait()  # 7 left: room for one, but no burst yet
+    time.sleep(0.3)
+    assert producer.is_alive() and not got
+    q.get_nowait()  # 6 of 8: a quarter free
+    producer.join(10)
+    assert got == [True] and q.qsize() == 7
+
+
 def test_queue_is_bounded_by_bytes_and_admits_one_big_item_when_empty() -> None:
     q: ReceiveQueue[str] = ReceiveQueue(max_items=100, max_bytes=100)
     assert q.put("a", 60, wait=1)

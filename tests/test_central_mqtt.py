@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from central.db import Camera, Case, CrowdFigure, Edge, IncidentEvent, make_engine, make_session_factory
+from central.ingest_process import make_ingest
 from central.mqtt_ingest import MqttIngest
 from tests.central_support import encode, incident_payload, make_central, topic
 from tests.fixtures.mqtt import TcpProxy
@@ -66,9 +67,11 @@ def mqtt_section(broker: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
-def test_ingest_over_mosquitto_and_persistent_session(db_url: str, tmp_path: Path, mosquitto: Any) -> None:
-    c = make_central(db_url, tmp_path, mqtt_section(mosquitto))
-    runner = MqttIngest(c.config, session_factory=c.session_factory, ingest=c.ingest)
+@pytest.mark.parametrize("receiver", ["thread", "process"])
+def test_ingest_over_mosquitto_and_persistent_session(db_url: str, tmp_path: Path, mosquitto: Any,
+                                                      receiver: str) -> None:
+    c = make_central(db_url, tmp_path, mqtt_section(mosquitto, receiver=receiver))
+    runner = make_ingest(c.config, session_factory=c.session_factory, ingest=c.ingest)
     runner.start()
     assert runner.wait_subscribed(10)
     pub = Publisher(mosquitto)
@@ -118,7 +121,7 @@ def test_ingest_over_mosquitto_and_persistent_session(db_url: str, tmp_path: Pat
         missed = [incident_payload(zone=f"z{i}") for i in range(25)]
         for p in missed:
             pub.publish(topic(), encode(p))
-        runner2 = MqttIngest(c.config, session_factory=c.session_factory, ingest=c.ingest)
+        runner2 = make_ingest(c.config, session_factory=c.session_factory, ingest=c.ingest)
         runner2.start()
         try:
             wait_until(

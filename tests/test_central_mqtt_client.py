@@ -1,7 +1,8 @@
 """central/mqtt_client.py: buffered reads and one write for a batch's PUBACKs.
 
 - ``_ReadBuffer`` serves paho's small reads (1 byte of command, 1 per length byte, then the rest) from one big
-  ``recv``, reports what it holds through ``pending()``, passes "would block" and "closed" through unchanged.
+  ``recv``, reports what it holds through ``pending()``, passes "would block" and "closed" through unchanged;
+  ``take_packet`` takes whole packets only, and a burst cut by a read arrives whole and in order.
 - PUBLISH decoding (one payload copy, no Properties object without properties) gives what paho's own gives, with
   and without properties, for QoS 0 and 1; a truncated packet raises MalformedPacket, which paho's read loop turns
   into a protocol error (a disconnect) instead of a struct.error in its network thread.
@@ -180,3 +181,46 @@ def test_lean_publish_refuses_a_truncated_packet() -> None:
         c._in_packet = {**c._in_packet, "command": 0x32, "packet": bytearray(packet)}
         with pytest.raises(MalformedPacket):
             c._handle_publish()
+
+
+def _frame(header: int, body: bytes) -> bytes:
+    """A whole MQTT packet: the command byte, the remaining length (variable byte integer), the body."""
+    length, n = bytearray(), len(body)
+    while True:
+        n, byte = divmod(n, 128)
+        length.append(byte | (128 if n else 0))
+        if not n:
+            return bytes([header]) + bytes(length) + body
+
+
+def test_take_packet_takes_only_whole_packets() -> None:
+    small = _frame(0x32, b"a" * 10)
+    big = _frame(0x32, b"b" * 300)  # a 2-byte remaining length
+    sock = _ReadBuffer(_FakeSocket([small + big + big[:7], big[7:], BlockingIOError]))
+    sock.recv(0)  # fills the buffer
+    assert sock.take_packet() == (0x32, b"a" * 10)
+    assert sock.take_packet() == (0x32, b"b" * 300)
+    assert sock.take_packet() is None and sock.buffered == 7  # a partial packet stays for paho's own reader
+    assert sock.recv(7) == big[:7] and sock.recv(1000) == big[7:]
+    sock = _ReadBuffer(_FakeSocket([b"\x32\xff\xff\xff\xff\x01" + b"x" * 10]))
+    sock.recv(0)
+    assert sock.take_packet() is None  # five length bytes: paho's reader refuses it as a protocol error
+
+
+def test_a_burst_split_across_reads_arrives_whole_and_in_order() -> None:
+    """The fast path (whole packets from the buffer) and paho's reader (the packet cut by the read) in turn."""
+    topic = b"gridwatch/v1/edge-01/incidents"
+    payloads = [bytes([i]) * (100 + 1000 * i) for i in range(12)]
+    stream = b"".join(_frame(0x32, _publish_packet(topic, p, 1, i + 1, None)) for i, p in enumerate(payloads))
+    cut = len(stream) // 2 + 3  # inside a packet
+    chunks: list[bytes | type[BaseException]] = [stream[:cut], BlockingIOError, stream[cut:], BlockingIOError]
+    got: list[tuple[str, bytes, int]] = []
+    c = IngestClient(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
+    c.on_message = lambda _c, _ud, m: got.append((m.topic, bytes(m.payload), m.mid))
+    c._sock = _ReadBuffer(_FakeSocket(chunks))
+    for _ in range(10):
+        assert c.loop_read() == 0
+        if len(got) == len(payloads):
+            break
+    assert got == [(topic.decode(), p, i + 1) for i, p in enumerate(payloads)]
+    c._sock = None

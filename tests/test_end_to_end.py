@@ -114,13 +114,17 @@ class Central:
             stdout=log,
             stderr=log,
         )
+        # ready once its MQTT ingest is subscribed: on a first start the broker keeps nothing for central before
+        # that (the receiver child takes a second or two), and a test that stops the broker at once would lose it
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
-                return
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                    if (json.load(r).get("ingest") or {}).get("subscribed"):
+                        return
             except OSError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         raise AssertionError("central did not start:\n" + (self.tmp / "central.log").read_text()[-3000:])
 
     def stop(self) -> None:

@@ -14,6 +14,9 @@ a spot, so they append to an open case). Figures:
 - flood (``--phases flood``): the throughput run with ``--malformed`` of the messages malformed (default 0.5: one
   hostile message, every kind of tests/hostile_incidents.py in turn, after each valid event); valid events/s and
   the ingest process's RSS when ready, mid-stream, at the end and its peak, and the receive queue's high-water mark.
+- loaded: flood's control on one box. The publishers and the broker share the ingest's two cores, and a flood
+  doubles their work too; here the same malformed messages are published to a topic the ingest does not read, so
+  flood / loaded is what the malformed messages cost the ingest itself, flood / throughput what they cost this box.
 - flood_drain: the same messages published while central is down (the broker holds the backlog), then drained: the
   ingest's own cost with the publishers out of the way, to compare with ``drain``.
 - inprocess: no broker (tools/bench_central_inprocess.py): prepare + handle_batch in this process, clean and 1:1
@@ -85,7 +88,7 @@ def worker_main(config_path: str, out_path: str, gc_mode: str = "tuned") -> None
     from central.config import load_central_config
     from central.db import make_engine, make_session_factory
     from central.events import EventBus
-    from central.mqtt_ingest import MqttIngest
+    from central.ingest_process import make_ingest
     from tools.bench_central_inprocess import set_gc
 
     cfg = load_central_config(config_path)
@@ -93,23 +96,40 @@ def worker_main(config_path: str, out_path: str, gc_mode: str = "tuned") -> None
     stamps: list[tuple[str, float]] = []
     bus.subscribe(lambda kind, data: stamps.append((data["event_id"], time.time())) if kind == "incident.event"
                   else None)
-    runner = MqttIngest(cfg, session_factory=make_session_factory(make_engine(cfg.database_url)), bus=bus)
+    runner = make_ingest(cfg, session_factory=make_session_factory(make_engine(cfg.database_url)), bus=bus)
     set_gc(gc_mode)  # tuned: as gridwatch-central ingest does
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     cpu0 = time.process_time()  # from before start: a drain begins as soon as the broker has the subscription
     runner.start()
     runner.wait_subscribed(10)
+    child = getattr(runner, "receiver_pid", None)  # mqtt.receiver: process — its start-up is not ingest work
+    child_cpu0 = _process_cpu(child) if child is not None else 0.0
     rss = [(time.time(), _rss_mb())]  # memory over the run: sampled every 0.5 s while messages are processed
-    threads = {"worker": runner._worker, "network": getattr(runner.client, "_thread", None)}
+    if hasattr(runner, "client"):  # mqtt.receiver: thread
+        threads = {"worker": runner._worker, "network": getattr(runner.client, "_thread", None)}
+    else:  # process: the filer thread here, the receiver child apart
+        threads = {"filer": runner._threads[0]}
     Path(out_path + ".ready").write_text("ok")
     while not done.wait(0.5):
         rss.append((time.time(), _rss_mb()))
     # CPU seconds of the run (the process idles once the stream is filed; the threads exist only for the run): a
     # figure the load of a shared box moves much less than events per wall-clock second
     cpu = {"process": round(time.process_time() - cpu0, 3), **{k: round(_thread_cpu(t), 3) for k, t in threads.items()}}
+    if child is not None:
+        cpu["receiver"] = round(_process_cpu(child) - child_cpu0, 3)
+        cpu["process"] = round(cpu["process"] + cpu["receiver"], 3)  # the ingest's CPU: both processes
     runner.stop()
     Path(out_path).write_text(json.dumps({"stamps": stamps, "health": runner.health(), "rss": rss, "cpu": cpu}))
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live child process has used."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 3)
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _thread_cpu(thread: threading.Thread | None) -> float:
@@ -159,10 +179,12 @@ def incident_events(edge: str, spot: int, now: datetime) -> list[dict[str, Any]]
     return out
 
 
-def publish(port: int, edges: int, incidents: int, rate: float | None, malformed: float = 0.0) -> dict[str, float]:
+def publish(port: int, edges: int, incidents: int, rate: float | None, malformed: float = 0.0, void: bool = False
+            ) -> dict[str, float]:
     """K edge clients publish; returns {event_id: publish time} for the opened events. With ``malformed`` = r, each
     valid event is followed by a malformed message with probability r/(1-r) (r = 0.5: one each), of every kind in
-    tests/hostile_incidents.py in turn."""
+    tests/hostile_incidents.py in turn; with ``void`` they go to a topic nobody subscribes to (the same publishing
+    and broker work, none of it for the ingest)."""
     from tests.hostile_incidents import hostile
 
     per_edge = incidents // edges
@@ -194,7 +216,8 @@ def publish(port: int, edges: int, incidents: int, rate: float | None, malformed
                 owed += extra
                 while owed >= 1:
                     owed -= 1
-                    infos.append(c.publish(f"gridwatch/v1/{edge}/incidents", bad[len(infos) % len(bad)], qos=1))
+                    bad_topic = f"bench/void/{edge}" if void else f"gridwatch/v1/{edge}/incidents"
+                    infos.append(c.publish(bad_topic, bad[len(infos) % len(bad)], qos=1))
             if interval:
                 delay = start + (i + 1) * interval - time.monotonic()
                 if delay > 0:
@@ -218,8 +241,8 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float | None, batch_max: int = 200,
-               drain: bool = False, instances: int = 1, malformed: float = 0.0, gc_mode: str = "tuned"
-               ) -> dict[str, Any]:
+               drain: bool = False, instances: int = 1, malformed: float = 0.0, gc_mode: str = "tuned",
+               receiver: str = "process", void: bool = False) -> dict[str, Any]:
     """Publish while the ingest runs; with ``drain`` publish first (queued by the broker for central's persistent
     sessions) and then start the ingest, so it has the CPU to itself. ``instances`` > 1 runs that many ingest
     processes on a shared subscription."""
@@ -229,7 +252,8 @@ def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float 
     broker, port = start_broker(workdir / "mqtt")
     outs = []
     for i in range(instances):
-        mq = {"host": "127.0.0.1", "port": port, "client_id": f"bench-central-{i}", "batch_max": batch_max}
+        mq = {"host": "127.0.0.1", "port": port, "client_id": f"bench-central-{i}", "batch_max": batch_max,
+              "receiver": receiver}
         if instances > 1:
             mq["shared_group"] = "bench"
         cfg = {"database_url": url, "evidence_dir": str(workdir / "evidence"), "mqtt": mq}
@@ -260,7 +284,7 @@ def run_ingest(url: str, workdir: Path, edges: int, incidents: int, rate: float 
         if drain:
             stop(procs)
         t0 = time.time()
-        sent = publish(port, edges, incidents, rate, malformed)
+        sent = publish(port, edges, incidents, rate, malformed, void)
         publish_s = time.time() - t0
         if drain:
             procs = start_workers()
@@ -417,12 +441,16 @@ def main() -> None:
     ap.add_argument("--instances", type=int, default=1, help="ingest processes on a shared subscription")
     ap.add_argument("--phases", default="throughput,drain,latency,caselist",
                     help="throughput, drain, latency, caselist, flood (throughput with --malformed of the messages "
-                         "malformed, default half), flood_drain (drain with them), inprocess (no broker), analytics "
+                         "malformed, default half), loaded (throughput while the same malformed messages are published "
+                         "to a topic the ingest does not read: flood's control with the same publishing and broker "
+                         "work on the box), flood_drain (drain with them), inprocess (no broker), analytics "
                          "(the KPI endpoints on a year of cases: tools/bench_analytics.py)")
     ap.add_argument("--malformed", type=float, default=0.5, help="flood phases: share of malformed messages")
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--repeat", type=int, default=1, help="run the phases this many times in turn; print medians")
     ap.add_argument("--gc", default="tuned", choices=["tuned", "freeze", "default"], help="the ingest's collector")
+    ap.add_argument("--receiver", default="process", help="mqtt.receiver of the ingest: process, thread, or both "
+                    "(thread,process: taken in turn within each repeat, figures labelled backend/receiver)")
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -434,37 +462,45 @@ def main() -> None:
     print(f"bench_central: {args.edges} edges, {args.instances} ingest process(es), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}, gc {args.gc}, batch_max {args.batch_max}")
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    receivers = args.receiver.split(",")
     for backend in args.backends.split(","):
         for _ in range(args.repeat):
-            for phase in args.phases.split(","):
-                r = _phase(backend, phase, args, create_database, drop_database, run_inprocess, set_gc)
-                results.setdefault((backend, phase), []).append(r)
-                sys.stdout.flush()
+            for receiver in receivers:
+                label = backend if len(receivers) == 1 else f"{backend}/{receiver}"
+                for phase in args.phases.split(","):
+                    r = _phase(label, backend, phase, args, receiver, create_database, drop_database, run_inprocess,
+                               set_gc)
+                    results.setdefault((label, phase), []).append(r)
+                    sys.stdout.flush()
         if args.repeat > 1:
-            _summary(backend, results, args.malformed)
+            for receiver in receivers:
+                _summary(backend if len(receivers) == 1 else f"{backend}/{receiver}", results, args.malformed)
 
 
-def _phase(backend: str, phase: str, args: argparse.Namespace, create_database: Any, drop_database: Any,
-           run_inprocess: Any, set_gc: Any) -> dict[str, Any]:
+def _phase(label: str, backend: str, phase: str, args: argparse.Namespace, receiver: str, create_database: Any,
+           drop_database: Any, run_inprocess: Any, set_gc: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-central-") as tmp:
         url = f"sqlite:///{tmp}/bench.db" if backend == "sqlite" else create_database("gw_bench")
-        common = {"instances": args.instances, "gc_mode": args.gc}
+        common = {"instances": args.instances, "gc_mode": args.gc, "receiver": receiver}
         try:
-            if phase in ("throughput", "flood", "drain", "flood_drain"):
-                flood = phase.startswith("flood")
+            if phase in ("throughput", "loaded", "flood", "drain", "flood_drain"):
+                flood = phase.startswith("flood") or phase == "loaded"
                 r = run_ingest(url, Path(tmp), args.edges, args.incidents, None, args.batch_max,
-                               drain=phase.endswith("drain"), malformed=args.malformed if flood else 0.0, **common)
+                               drain=phase.endswith("drain"), malformed=args.malformed if flood else 0.0,
+                               void=phase == "loaded", **common)
                 what = {"throughput": "sustained ingest", "drain": "backlog drain (published while central was down)",
+                        "loaded": f"sustained ingest while as many malformed messages go to a topic it does not "
+                                  f"read ({args.malformed:.0%} of what is published)",
                         "flood": f"ingest with {args.malformed:.0%} malformed messages",
                         "flood_drain": f"backlog drain with {args.malformed:.0%} malformed messages"}[phase]
-                print(f"[{backend}] {what}: {r['events']}/{r['expected']} valid events, {r['events_per_s']} valid "
+                print(f"[{label}] {what}: {r['events']}/{r['expected']} valid events, {r['events_per_s']} valid "
                       f"events/s, {r['dead_letters']} dead letters ({r['batches']} commits; publish took "
                       f"{r['publish_s']} s); ingest RSS ready/middle/end {r['rss_mb']} MiB, peak {r['rss_max_mb']} "
                       f"MiB; receive queue high water {r['queue_high_water']}; ingest CPU {r['cpu_us_per_event']} "
                       f"µs per valid event (CPU s {r['cpu_s']})")
             elif phase == "latency":
                 r = run_ingest(url, Path(tmp), args.edges, args.latency_incidents, args.rate, args.batch_max, **common)
-                print(f"[{backend}] filing latency at {args.rate:.0f} incidents/s ({3 * args.rate:.0f} "
+                print(f"[{label}] filing latency at {args.rate:.0f} incidents/s ({3 * args.rate:.0f} "
                       f"events/s): median {r['latency_ms_median']} ms, p99 {r['latency_ms_p99']} ms "
                       f"({r['events']}/{r['expected']} events)")
             elif phase == "inprocess":
@@ -472,7 +508,7 @@ def _phase(backend: str, phase: str, args: argparse.Namespace, create_database: 
                 r = run_inprocess(url, Path(tmp), args.incidents // 3, args.batch_max, incident_events)
                 gc.unfreeze()
                 gc.set_threshold(*_GC_DEFAULT)
-                print(f"[{backend}] in process, no broker: clean {r['clean']} events/s, 50 % malformed {r['flood']} "
+                print(f"[{label}] in process, no broker: clean {r['clean']} events/s, 50 % malformed {r['flood']} "
                       f"valid events/s (ratio {r['ratio']:.0%}); per CPU second {r['clean_cpu']} / {r['flood_cpu']} "
                       f"({r['ratio_cpu']:.0%}); RSS {r['rss_mb']} MiB")
             elif phase == "analytics":  # the KPI endpoints on a year of 40,000 cases (tools/bench_analytics.py)
@@ -483,7 +519,7 @@ def _phase(backend: str, phase: str, args: argparse.Namespace, create_database: 
             elif phase == "caselist":
                 r = run_case_list(url, args.cases)
                 figures = ", ".join(f"{k} {v} ms" for k, v in r.items() if k != "seed_s")
-                print(f"[{backend}] case list at {args.cases} cases (seeded in {r['seed_s']} s), median of 15 "
+                print(f"[{label}] case list at {args.cases} cases (seeded in {r['seed_s']} s), median of 15 "
                       f"(limit 50 + total): {figures}")
             else:
                 raise SystemExit(f"--phases: unknown phase {phase!r}")
@@ -496,13 +532,13 @@ def _phase(backend: str, phase: str, args: argparse.Namespace, create_database: 
 def _summary(backend: str, results: dict[tuple[str, str], list[dict[str, Any]]], malformed: float) -> None:
     """Medians over the repeats, and flood/clean ratios of adjacent runs."""
     med = statistics.median
-    for phase in ("throughput", "drain", "flood", "flood_drain"):
+    for phase in ("throughput", "loaded", "drain", "flood", "flood_drain"):
         runs = results.get((backend, phase))
         if runs:
             print(f"[{backend}] {phase}: median {med(r['events_per_s'] for r in runs)} events/s of "
                   f"{[r['events_per_s'] for r in runs]}; peak RSS {[r['rss_max_mb'] for r in runs]} MiB; ingest CPU "
                   f"per valid event {[r.get('cpu_us_per_event') for r in runs]} µs")
-    for clean, flood in (("throughput", "flood"), ("drain", "flood_drain")):
+    for clean, flood in (("throughput", "flood"), ("loaded", "flood"), ("drain", "flood_drain")):
         a, b = results.get((backend, clean)), results.get((backend, flood))
         if a and b:
             ratios = [f["events_per_s"] / c["events_per_s"] for c, f in zip(a, b, strict=False) if c["events_per_s"]]

@@ -109,5 +109,6 @@ def healthz(request: Request) -> JSONResponse:
     mqtt = None
     if ingest is not None:
         h = ingest.health()
-        mqtt = {"connected": h.get("connected"), "queued": h.get("queued"), "processed": h.get("processed")}
+        mqtt = {"connected": h.get("connected"), "subscribed": h.get("subscribed"), "queued": h.get("queued"),
+                "processed": h.get("processed")}
     return JSONResponse({"status": "ok", "ingest": mqtt})

@@ -1,9 +1,9 @@
 """A real central service for the browser tests: uvicorn in a thread, SQLite in a temp dir, MQTT ingest on.
 
 ``start_central(tmp_path, broker)`` migrates a fresh database, creates one API token per role, starts
-``create_app(..., start_ingest=True)`` on a free port and waits for /healthz. ``seed_demo`` fills it through
-central-core's own ingest service with real snapshots cut from the sample footage: cases at several ages (so the
-deadline colours differ), edge status and heartbeats, and crowd figures.
+``create_app(..., start_ingest=True)`` on a free port and waits for /healthz and the ingest's subscription.
+``seed_demo`` fills it through central-core's own ingest service with real snapshots cut from the sample footage:
+cases at several ages (so the deadline colours differ), edge status and heartbeats, and crowd figures.
 """
 
 from __future__ import annotations
@@ -120,6 +120,11 @@ def start_central(tmp_path: Path, mqtt_host: str, mqtt_port: int,
     else:
         server.should_exit = True
         raise RuntimeError(f"central did not answer /healthz at {url}")
+    # on a first start the broker keeps nothing for central until its subscription is acknowledged (the receiver
+    # child needs a second or two to start): what a test publishes before that would be lost
+    if not app.state.ingest.wait_subscribed(30):
+        server.should_exit = True
+        raise RuntimeError(f"central's MQTT ingest did not subscribe at {mqtt_host}:{mqtt_port}")
     return RunningCentral(url, cfg, app, server, thread, tokens, Path(cfg.zone_config_path or ""))
 
 
