@@ -48,8 +48,8 @@ from central.config import CentralConfig
 from central.events import EventBus
 from central.ingest import IngestService, PreparedMessage
 from central.ingest_parse import MessageParser
-from central.mqtt_ingest import MqttIngest, _Msg, file_with_retry, live_frame_ingest
-from central.store import EvidenceStore, FileEvidenceStore
+from central.mqtt_ingest import MqttIngest, _Msg, file_with_retry, ingest_service, live_frame_ingest
+from central.store import EvidenceStore
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +217,7 @@ class ProcessIngest:
     ):
         self.config = config
         self.mq = config.mqtt
-        if ingest is None:
-            store = store or FileEvidenceStore(config.evidence_dir, max_bytes=config.max_snapshot_bytes)
-            ingest = IngestService(session_factory, config, clock=clock, store=store, bus=bus)
-        self.ingest = ingest
+        self.ingest = ingest or ingest_service(config, session_factory, bus=bus, clock=clock, store=store)
         self.frames = live_frame_ingest(config, session_factory)
         self._stop = threading.Event()
         self._subscribed = threading.Event()

@@ -63,6 +63,13 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
+def ingest_service(config: CentralConfig, session_factory: sessionmaker[Session], *, bus: EventBus | None,
+                   clock: Clock | None, store: EvidenceStore | None) -> IngestService:
+    """The ``IngestService`` an ingest runner files with when it is given none (evidence in files by default)."""
+    store = store or FileEvidenceStore(config.evidence_dir, max_bytes=config.max_snapshot_bytes)
+    return IngestService(session_factory, config, clock=clock, store=store, bus=bus)
+
+
 def live_frame_ingest(config: CentralConfig, session_factory: sessionmaker[Session]) -> LiveFrameIngest | None:
     """The live-frame side path when ``live_frames.enabled`` (central/live_frames.py), else None."""
     if not config.live_frames.enabled:
@@ -115,10 +122,7 @@ class MqttIngest:
     ):
         self.config = config
         self.mq = config.mqtt
-        if ingest is None:
-            store = store or FileEvidenceStore(config.evidence_dir, max_bytes=config.max_snapshot_bytes)
-            ingest = IngestService(session_factory, config, clock=clock, store=store, bus=bus)
-        self.ingest = ingest
+        self.ingest = ingest or ingest_service(config, session_factory, bus=bus, clock=clock, store=store)
         self._queue: ReceiveQueue[_Msg] = ReceiveQueue(self.mq.queue_messages, self.mq.queue_max_bytes)
         self._put_wait_s = self.mq.keepalive_s / 4
         self._overflow_logged = 0.0
