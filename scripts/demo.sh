@@ -49,6 +49,7 @@ listener $MQTT_PORT 127.0.0.1
 allow_anonymous true
 persistence true
 persistence_location $PWD/$DEMO/
+autosave_interval 5
 CONF
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 "$MOSQUITTO" -c "$DEMO/mosquitto.conf" > "$DEMO/mosquitto.log" 2>&1 & pids+=($!)
@@ -67,6 +68,12 @@ fi
 .venv/bin/gridwatch-central serve --config "$DEMO/central.yaml" --host 127.0.0.1 --port "$HTTP_PORT" \
   > "$DEMO/central.log" 2>&1 & pids+=($!)
 wait_http "http://127.0.0.1:$HTTP_PORT/healthz" central
+# and for its MQTT subscription: on a first start the broker keeps nothing for central before that
+for _ in $(seq 1 150); do
+  .venv/bin/python -c "import json,sys,urllib.request; sys.exit(0 if (json.load(urllib.request.urlopen(sys.argv[1], \
+timeout=1)).get('ingest') or {}).get('subscribed') else 1)" "http://127.0.0.1:$HTTP_PORT/healthz" 2>/dev/null && break
+  sleep 0.2
+done
 
 # 3. edge: the sample clips, played in real time and looped, as if they were live cameras
 GRIDWATCH_MQTT_PORT=$MQTT_PORT .venv/bin/gridwatch-edge run --config cameras.yaml --print --annotate-every 10 \
