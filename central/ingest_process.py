@@ -1,13 +1,13 @@
 """MQTT ingest in two processes: a receiver child (MQTT and classification) and the filer (this process: the database).
 
-Why: in one process paho's network thread, the parser and the filing share one GIL. Every message costs its receive
-(~20 µs in paho's thread) and its classification (~16 µs for a bad one, ~45 µs for a good one) on the core that
-also files the good ones, so under a 1:1 flood of bad input valid events/s fell to 66-77 % of the clean figure
-(docs/benchmarks.md). Here a child process runs ``MqttIngest`` (paho's client, the bounded receive queue, the
-parser, the batches), but sends each classified batch over a pipe instead of writing it. This process unpickles it
-(~9 µs a message), files it in one transaction and answers with the outcomes; only then does the child PUBACK the
-batch. While the filer writes one batch, the child receives and classifies the next (``WINDOW`` batches at most are
-with the filer, which bounds this process's memory).
+Why: in one process paho's network thread, the parser and the filing share one GIL, so ingest uses one core however
+many the host has. Here a child process runs ``MqttIngest`` (paho's client, the bounded receive queue, the parser,
+the batches), but sends each classified batch over a pipe instead of writing it. This process unpickles it, files
+it in one transaction and answers with the outcomes; only then does the child PUBACK the batch. While the filer
+writes one batch, the child receives and classifies the next (``WINDOW`` batches at most are with the filer, which
+bounds this process's memory). Measured on two cores shared with the broker (docs/benchmarks.md, "Ingest in two
+processes"): a backlog drains 1.27x as fast on SQLite and 1.05x on PostgreSQL, through the broker the two modes are
+within 5 %, and the two processes use 25-35 % more CPU per event (pickling, ``tools/bench_receive.py``).
 
 The delivery contract is that of ``MqttIngest``, unchanged:
 
@@ -155,14 +155,16 @@ class _Receiver(MqttIngest):
                 self._acknowledge(batch, msg[2])
                 self._window.release()
             elif msg[0] == "stop" and stopper is None:
-                def stop_and_report(drain_timeout: float = msg[1]) -> None:
-                    self.stop(drain_timeout)
-                    self.pipe.send(("stopped", self.health()))
-                    logging.shutdown()
-                    os._exit(0)  # done: this thread, not serve, which is blocked reading the pipe
+                # in its own thread: this one must go on reading the answers that stop waits for
+                stopper = threading.Thread(target=self._stop_and_exit, args=(msg[1],), name="receiver-stop",
+                                           daemon=True)
+                stopper.start()
 
-                stopper = threading.Thread(target=stop_and_report, name="receiver-stop", daemon=True)
-                stopper.start()  # in its own thread: this one must go on reading the answers it waits for
+    def _stop_and_exit(self, drain_timeout: float) -> None:
+        self.stop(drain_timeout)
+        self.pipe.send(("stopped", self.health()))
+        logging.shutdown()
+        os._exit(0)  # from this thread: serve is blocked reading the pipe
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -339,28 +341,20 @@ class ProcessIngest:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def health(self) -> dict[str, Any]:
+        """The receiver's last report (connection, receive queue, counters) with this process's part: database
+        errors, batches waiting to be filed, how often the receiver was started, live frames."""
+        h: dict[str, Any] = {"queued": 0, "queued_bytes": 0, "queue_high_water": 0, **self._receiver}
+        h.update(self.filer_stats, connected=self.connected, subscribed=self.subscribed, receiver="process",
+                 queued=h["queued"] + self._batches.qsize(),
+                 last_error=self.filer_stats["last_error"] or self._receiver.get("last_error"),
+                 live_frames=dict(self.frames.stats) if self.frames else None)
+        return h
+
     @property
     def stats(self) -> dict[str, Any]:
-        """The receiver's counters (received, acked, batches, connects, session_present, ...) with the filer's
-        database errors, and how often the receiver was started."""
-        stats = {k: v for k, v in self._receiver.items() if k not in ("connected", "subscribed", "queued",
-                                                                       "queued_bytes", "queue_high_water",
-                                                                       "live_frames")}
-        stats["db_errors"] = self.filer_stats["db_errors"]
-        stats["last_error"] = self.filer_stats["last_error"] or stats.get("last_error")
-        stats["receiver_starts"] = self.filer_stats["receiver_starts"]
-        stats["receiver_exits"] = self.filer_stats["receiver_exits"]
-        return stats
-
-    def health(self) -> dict[str, Any]:
-        h = {"connected": self.connected, "subscribed": self.subscribed, "queued": 0, "queued_bytes": 0,
-             "queue_high_water": 0, **{k: v for k, v in self._receiver.items() if k != "live_frames"}}
-        h.update(self.stats)
-        h["connected"], h["subscribed"] = self.connected, self.subscribed
-        h["queued"] = int(h.get("queued") or 0) + self._batches.qsize()
-        h["live_frames"] = dict(self.frames.stats) if self.frames else None
-        h["receiver"] = "process"
-        return h
+        """As ``MqttIngest.stats`` (received, processed, acked, session_present, ...): here the same as health."""
+        return self.health()
 
 
 def make_ingest(config: CentralConfig, **kwargs: Any) -> MqttIngest | ProcessIngest:
