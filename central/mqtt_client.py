@@ -14,7 +14,7 @@ protocol:
 - **Whole packets** in that buffer are taken from it in one slice (``_ReadBuffer.take_packet``) and handled, where
   paho reads the command byte, each byte of the remaining length and the body with a call each and appends the body
   to a bytearray; with no per-topic callbacks, ``on_message`` is called without matching the topic against them.
-  Together 10 → 5 µs per packet (a 900-byte PUBLISH, measured on a buffer of 20,000).
+  Together 8.9 → 5.0 µs per 900-byte PUBLISH (``tools/bench_receive.py``).
 - **PUBLISH packets** are decoded with one copy of the payload (paho's ``decode_publish`` copies the packet with
   ``struct.unpack`` three or four times over, 200 KB each for a 200 KB message) and no ``Properties`` object when the
   packet carries no properties (what Mosquitto forwards for our edges); QoS 2 and MQTT 3 packets take paho's path.

@@ -26,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from central.mqtt_client import READ_CHUNK, IngestClient, _ReadBuffer
+from tests.fixtures.mqtt_packets import frame, publish_body
 from tests.polling import wait_until
 
 
@@ -143,12 +144,6 @@ def test_burst_arrives_intact_and_ack_many_acknowledges_exactly_its_ids(mosquitt
     pub.loop_stop()
 
 
-def _publish_packet(topic: bytes, payload: bytes, qos: int, mid: int, props: Properties | None) -> bytes:
-    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
-    body += props.pack() if props is not None else b"\x00"
-    return body + payload
-
-
 def _decoded(client_cls: type[mqtt.Client], header: int, packet: bytes) -> tuple[Any, ...]:
     got: list[mqtt.MQTTMessage] = []
     c = client_cls(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
@@ -165,10 +160,10 @@ def test_lean_publish_decoding_gives_what_paho_gives() -> None:
     with_props.MessageExpiryInterval = 60
     with_props.UserProperty = [("k", "v")]
     cases = [
-        (0x30, _publish_packet(b"gridwatch/v1/e1/heartbeat", b"{}", 0, 0, None)),  # QoS 0
-        (0x32, _publish_packet(b"gridwatch/v1/e1/incidents", b"x" * 200_000, 1, 4242, None)),  # QoS 1, big
-        (0x3B, _publish_packet(b"t/\xc3\xa9", b"", 1, 65535, with_props)),  # dup + retain, properties, empty payload
-        (0x32, _publish_packet(b"t", bytes(range(256)), 1, 1, with_props)),
+        (0x30, publish_body(b"gridwatch/v1/e1/heartbeat", b"{}", 0, 0, None)),  # QoS 0
+        (0x32, publish_body(b"gridwatch/v1/e1/incidents", b"x" * 200_000, 1, 4242, None)),  # QoS 1, big
+        (0x3B, publish_body(b"t/\xc3\xa9", b"", 1, 65535, with_props)),  # dup + retain, properties, empty payload
+        (0x32, publish_body(b"t", bytes(range(256)), 1, 1, with_props)),
     ]
     for header, packet in cases:
         assert _decoded(IngestClient, header, packet) == _decoded(mqtt.Client, header, packet)
@@ -183,19 +178,9 @@ def test_lean_publish_refuses_a_truncated_packet() -> None:
             c._handle_publish()
 
 
-def _frame(header: int, body: bytes) -> bytes:
-    """A whole MQTT packet: the command byte, the remaining length (variable byte integer), the body."""
-    length, n = bytearray(), len(body)
-    while True:
-        n, byte = divmod(n, 128)
-        length.append(byte | (128 if n else 0))
-        if not n:
-            return bytes([header]) + bytes(length) + body
-
-
 def test_take_packet_takes_only_whole_packets() -> None:
-    small = _frame(0x32, b"a" * 10)
-    big = _frame(0x32, b"b" * 300)  # a 2-byte remaining length
+    small = frame(0x32, b"a" * 10)
+    big = frame(0x32, b"b" * 300)  # a 2-byte remaining length
     sock = _ReadBuffer(_FakeSocket([small + big + big[:7], big[7:], BlockingIOError]))
     sock.recv(0)  # fills the buffer
     assert sock.take_packet() == (0x32, b"a" * 10)
@@ -211,7 +196,7 @@ def test_a_burst_split_across_reads_arrives_whole_and_in_order() -> None:
     """The fast path (whole packets from the buffer) and paho's reader (the packet cut by the read) in turn."""
     topic = b"gridwatch/v1/edge-01/incidents"
     payloads = [bytes([i]) * (100 + 1000 * i) for i in range(12)]
-    stream = b"".join(_frame(0x32, _publish_packet(topic, p, 1, i + 1, None)) for i, p in enumerate(payloads))
+    stream = b"".join(frame(0x32, publish_body(topic, p, 1, i + 1, None)) for i, p in enumerate(payloads))
     cut = len(stream) // 2 + 3  # inside a packet
     chunks: list[bytes | type[BaseException]] = [stream[:cut], BlockingIOError, stream[cut:], BlockingIOError]
     got: list[tuple[str, bytes, int]] = []
