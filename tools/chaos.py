@@ -3,6 +3,7 @@ ingest`` processes and both databases, on loopback only. Prints, per database an
 duplicated, crashes.
 
   .venv/bin/python tools/chaos.py [--backends sqlite,postgresql] [--trials 3] [--scenarios all] [--incidents 120]
+      [--receiver process|thread] [--no-wait-for-save]
 
 Scenarios (each trial: a fresh database and broker, one edge streaming ``--incidents`` incidents, one fault):
 
@@ -118,12 +119,12 @@ class Edge:
 class Central:
     """``gridwatch-central ingest`` in its own process."""
 
-    def __init__(self, workdir: Path, url: str, broker: MosquittoBroker):
+    def __init__(self, workdir: Path, url: str, broker: MosquittoBroker, receiver: str = "process"):
         self.config = workdir / "central.yaml"
         self.config.write_text(yaml.safe_dump({
             "database_url": url, "evidence_dir": str(workdir / "evidence"),
             "mqtt": {"host": broker.host, "port": broker.port, "client_id": "chaos-central", "keepalive_s": 5,
-                     "batch_max": 50},
+                     "batch_max": 50, "receiver": receiver},
         }))
         self.log = workdir / "ingest.log"
         self.proc: subprocess.Popen | None = None
@@ -167,7 +168,8 @@ def _payloads(n: int) -> list[dict[str, Any]]:
     return [incident_payload(edge_id=EDGE_ID, zone=f"chaos-{i}", snapshot=(i % 10 == 0)) for i in range(n)]
 
 
-def trial(backend: str, scenario: str, incidents: int, timeout: float, rnd: random.Random) -> dict[str, Any]:
+def trial(backend: str, scenario: str, incidents: int, timeout: float, rnd: random.Random, receiver: str = "process",
+          wait_for_save: bool = True) -> dict[str, Any]:
     from tests.fixtures.postgres import create_database, drop_database
 
     with tempfile.TemporaryDirectory(prefix=f"chaos-{scenario}-") as tmp:
@@ -180,12 +182,12 @@ def trial(backend: str, scenario: str, incidents: int, timeout: float, rnd: rand
             engine = make_engine(url)
             sf = make_session_factory(engine)
             broker.start()
-            central = Central(work, url, broker)
+            central = Central(work, url, broker, receiver)
             central.start()
             # the fault comes once the broker has saved central's new session (autosave, every second here): a
             # broker killed before that loses the session, and everything the edge publishes until central
             # subscribes again — Mosquitto's limit, not central's (docs/reliability.md, "Broker crash")
-            saved = time.monotonic() + 10
+            saved = time.monotonic() + (10 if wait_for_save else 0)
             while time.monotonic() < saved and "Saving in-memory database" not in broker.log_text().rsplit(
                     "as chaos-central", 1)[-1]:
                 time.sleep(0.05)
@@ -288,6 +290,10 @@ def main() -> None:
     ap.add_argument("--incidents", type=int, default=120, help="incidents the edge streams per trial")
     ap.add_argument("--timeout", type=float, default=120.0, help="per trial, seconds")
     ap.add_argument("--seed", type=int, default=12)
+    ap.add_argument("--receiver", default="process", choices=["process", "thread"], help="the ingest's mqtt.receiver")
+    ap.add_argument("--no-wait-for-save", action="store_true",
+                    help="inject the fault without waiting for the broker to save central's session "
+                         "(docs/reliability.md, broker crash)")
     args = ap.parse_args()
     scenarios = SCENARIOS if args.scenarios == "all" else tuple(args.scenarios.split(","))
     rnd = random.Random(args.seed)
@@ -302,7 +308,8 @@ def main() -> None:
             sums = Counter()
             for _ in range(args.trials):
                 try:
-                    r = trial(backend, scenario, args.incidents, args.timeout, rnd)
+                    r = trial(backend, scenario, args.incidents, args.timeout, rnd, args.receiver,
+                              not args.no_wait_for_save)
                 except Exception as e:  # a trial that could not even run is a crash, said so
                     print(f"  {backend} {scenario}: trial failed: {e!r}"[:400], flush=True)
                     r = {"lost": 0, "duplicated": 0, "crashes": 1, "bad": 0}
