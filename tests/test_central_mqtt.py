@@ -180,6 +180,16 @@ def _start_ingest_process(config_path: Path, log_path: Path) -> subprocess.Popen
     )
 
 
+def _stop_ingest_process(proc: subprocess.Popen) -> None:
+    """SIGTERM (the ingest drains and acknowledges), SIGKILL if it has not stopped within 15 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(db_url: str, tmp_path: Path, mosquitto: Any) -> None:
     cfg = {
         "database_url": db_url,
@@ -248,12 +258,7 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(db_url: str, tm
         assert outcomes == {"applied": n}
     finally:
         pub.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_ingest_process(proc)
         engine.dispose()
 
 
@@ -304,11 +309,7 @@ def test_ingest_announces_readiness_only_once_subscribed(tmp_path: Path, mosquit
         assert "session present: False" in log_path.read_text(errors="replace")
     finally:
         pub.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop_ingest_process(proc)
         proxy.close()
         engine.dispose()
 

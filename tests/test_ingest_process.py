@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from central.ingest_process import ProcessIngest, make_ingest
 from central.mqtt_ingest import MqttIngest
 from tests.central_support import encode, incident_payload, make_central, topic
 from tests.polling import wait_until
-from tests.test_central_mqtt import Publisher, _start_ingest_process, mqtt_section, scalar
+from tests.test_central_mqtt import Publisher, _start_ingest_process, _stop_ingest_process, mqtt_section, scalar
 
 pytestmark = pytest.mark.slow
 
@@ -129,10 +128,5 @@ def test_receiver_dies_with_a_killed_central(tmp_path: Path, mosquitto: Any) -> 
         finally:
             pub.close()
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_ingest_process(proc)
         engine.dispose()
